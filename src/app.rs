@@ -1,0 +1,88 @@
+//! The one route table and middleware stack, used by the server and by tests alike.
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
+use actix_web::{middleware, web, App};
+
+use crate::error::AppError;
+use crate::http::{admin, assets, auth, pages, sandbox};
+use crate::state::AppState;
+
+/// Security headers on every response (S7): no third-party sources, no framing, no referrer,
+/// nothing cached unless a handler says otherwise (assets do).
+fn security_headers() -> middleware::DefaultHeaders {
+    middleware::DefaultHeaders::new()
+        .add((
+            "Content-Security-Policy",
+            "default-src 'none'; style-src 'self'; img-src 'self' data:; base-uri 'none'; frame-ancestors 'none'",
+        ))
+        .add(("X-Frame-Options", "DENY"))
+        .add(("X-Content-Type-Options", "nosniff"))
+        .add(("Referrer-Policy", "no-referrer"))
+        .add(("Cache-Control", "no-store"))
+        .add(("Cross-Origin-Opener-Policy", "same-origin"))
+}
+
+pub fn build_app(
+    state: AppState,
+) -> App<
+    impl ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    let limit = state.max_body_bytes;
+    let sandbox_enabled = state.sandbox.is_some();
+    App::new()
+        .app_data(web::Data::new(state))
+        .app_data(web::JsonConfig::default().limit(limit).error_handler(|e, _| {
+            use actix_web::error::JsonPayloadError as J;
+            match e {
+                J::Overflow { limit } | J::OverflowKnownLength { limit, .. } => {
+                    AppError::PayloadTooLarge(limit).into()
+                }
+                J::ContentType => AppError::bad_request(
+                    "invalid_content_type",
+                    "expected Content-Type: application/json",
+                )
+                .into(),
+                other => AppError::bad_request("invalid_json", other.to_string()).into(),
+            }
+        }))
+        .app_data(web::FormConfig::default().limit(limit))
+        .app_data(web::PayloadConfig::default().limit(limit))
+        .app_data(web::QueryConfig::default().error_handler(|e, _| {
+            AppError::bad_request("invalid_query", e.to_string()).into()
+        }))
+        .app_data(web::PathConfig::default().error_handler(|e, _| {
+            AppError::bad_request("invalid_path", e.to_string()).into()
+        }))
+        .wrap(security_headers())
+        .wrap(middleware::from_fn(auth::log_request))
+        .route("/healthz", web::get().to(pages::healthz))
+        .route("/assets/{file}", web::get().to(assets::serve))
+        .route("/connect/{token}", web::get().to(pages::connect_page))
+        .route("/connect/{token}/authorize", web::get().to(pages::authorize))
+        .route("/oauth/callback", web::get().to(pages::callback))
+        .service(
+            web::scope("/v1")
+                .wrap(middleware::from_fn(auth::require_admin))
+                .route("/links", web::post().to(admin::create_link))
+                .route("/plugins", web::get().to(admin::list_plugins))
+                .route("/connections", web::get().to(admin::list_connections))
+                .route("/connections/{id}", web::get().to(admin::get_connection))
+                .route("/connections/{id}", web::delete().to(admin::delete_connection))
+                .route("/connections/{id}/token", web::get().to(admin::get_token))
+                .route("/connections/{id}/revoke", web::post().to(admin::revoke_connection))
+                .default_service(web::to(admin::not_found)),
+        )
+        .configure(|cfg| {
+            if sandbox_enabled {
+                sandbox::configure(cfg);
+            }
+        })
+        .default_service(web::to(admin::not_found))
+}

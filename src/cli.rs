@@ -1,0 +1,126 @@
+//! Command line: `serve` (the default), `check` and `init`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::Config;
+use crate::vault::{generate_identity_file, load_identity, RedbStore};
+
+/// The example config, shipped inside the binary so `init` works air-gapped.
+const EXAMPLE_CONFIG: &str = include_str!("../config.example.toml");
+const EXAMPLE_ADMIN_KEY: &str = "change-me-to-a-long-random-admin-key";
+
+#[derive(Parser, Debug)]
+#[command(name = "connect-appliance", version, about = "Self-hosted Connect Links: hosted OAuth connect pages, callbacks and an encrypted token vault")]
+pub struct Cli {
+    /// Path to the TOML configuration file.
+    #[arg(long, short, global = true, default_value = "config.toml", env = "CONNECT_APPLIANCE_CONFIG")]
+    pub config: PathBuf,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Serve the admin API, connect pages and callbacks (the default).
+    Serve,
+    /// Validate the config, identity and database without serving; non-zero exit on problems.
+    Check,
+    /// Write a ready config (random admin key, sandbox enabled) and a fresh identity into DIR.
+    Init {
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+    },
+}
+
+pub fn run(cli: Cli) -> ExitCode {
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => crate::server::run(&cli.config),
+        Command::Check => check(&cli.config),
+        Command::Init { dir } => init(&dir),
+    }
+}
+
+fn check(path: &Path) -> ExitCode {
+    let config = match Config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    println!("config: {} is valid", path.display());
+    let mut ok = true;
+    if config.storage.path.exists() {
+        match RedbStore::open(&config.storage.path, &config.vault.identity_file) {
+            Ok(_) => println!("vault: {} opens with {}", config.storage.path.display(), config.vault.identity_file.display()),
+            Err(e) => {
+                ok = false;
+                println!("vault: PROBLEM: {e}");
+            }
+        }
+    } else if config.vault.identity_file.exists() {
+        match load_identity(&config.vault.identity_file) {
+            Ok(_) => println!("vault: no database yet; it will be created on first start with the existing identity"),
+            Err(e) => {
+                ok = false;
+                println!("vault: PROBLEM: {e}");
+            }
+        }
+    } else {
+        println!("vault: no database or identity yet; both will be created on first start");
+    }
+    for (id, plugin) in &config.plugins {
+        let state = if plugin.has_credentials() { "ready" } else { "MISSING client secret (set it or its environment variable)" };
+        println!("plugin {id}: {} — {state}", plugin.display_name_or(id));
+    }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+fn init(dir: &Path) -> ExitCode {
+    let config_path = dir.join("config.toml");
+    let identity_path = dir.join("data/vault-identity.txt");
+    for p in [&config_path, &identity_path] {
+        if p.exists() {
+            eprintln!("error: {} already exists; refusing to overwrite it", p.display());
+            return ExitCode::from(2);
+        }
+    }
+    let key = hex::encode(crate::vault::random_bytes::<32>());
+    let text = EXAMPLE_CONFIG.replace(EXAMPLE_ADMIN_KEY, &key);
+    let written = std::fs::create_dir_all(dir)
+        .and_then(|()| {
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::OpenOptionsExt;
+                options.mode(0o600);
+            }
+            use std::io::Write;
+            options.open(&config_path)?.write_all(text.as_bytes())
+        });
+    if let Err(e) = written {
+        eprintln!("error: cannot write {}: {e}", config_path.display());
+        return ExitCode::from(1);
+    }
+    if let Err(e) = generate_identity_file(&identity_path) {
+        eprintln!("error: {e}");
+        return ExitCode::from(1);
+    }
+    println!("wrote {} (admin key: {key})", config_path.display());
+    println!("wrote {} — back it up separately: without it the database cannot be read", identity_path.display());
+    println!("start with: connect-appliance --config {}", config_path.display());
+    ExitCode::SUCCESS
+}
+
+/// Whether the config still uses the example's placeholder admin key.
+pub fn uses_example_key(config: &Config) -> bool {
+    config.admin.api_keys.iter().any(|k| k == EXAMPLE_ADMIN_KEY)
+}

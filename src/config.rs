@@ -1,0 +1,345 @@
+//! Typed configuration: parsed strictly from one TOML file, then validated with messages that name
+//! the file, the key and what is expected.
+
+mod plugin;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use url::Url;
+
+pub use plugin::{secret_env_name, valid_scope, AuthMethod, PluginConfig, ProviderKind};
+
+/// Environment variable that replaces `[admin] api_keys` (comma-separated).
+pub const ENV_ADMIN_KEYS: &str = "CONNECT_APPLIANCE_ADMIN_API_KEYS";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{file}: cannot read the file: {source}")]
+    Read {
+        file: String,
+        source: std::io::Error,
+    },
+    #[error("{file}: {message}")]
+    Parse { file: String, message: String },
+    #[error("{file}: {key}: {message}")]
+    Invalid {
+        file: String,
+        key: String,
+        message: String,
+    },
+}
+
+/// The validated configuration. Secrets are resolved (env overrides applied) but never printed:
+/// `Debug` of plugin secrets is redacted.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub file: PathBuf,
+    pub server: ServerConfig,
+    pub storage: StorageConfig,
+    pub vault: VaultConfig,
+    pub admin: AdminConfig,
+    pub links: LinksConfig,
+    pub sandbox: SandboxConfig,
+    pub plugins: BTreeMap<String, PluginConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// Base of connect URLs and of the OAuth redirect URI. Defaults to `http://<bound address>`.
+    pub public_url: Option<Url>,
+    #[serde(default = "default_body_limit")]
+    pub max_body_bytes: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    #[serde(default = "default_db_path")]
+    pub path: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VaultConfig {
+    #[serde(default = "default_identity_path")]
+    pub identity_file: PathBuf,
+}
+
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    #[serde(default)]
+    pub api_keys: Vec<String>,
+}
+
+impl std::fmt::Debug for AdminConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "AdminConfig {{ api_keys: [{} redacted] }}", self.api_keys.len())
+    }
+}
+
+impl AdminConfig {
+    /// SHA-256 of every accepted key: plain keys are hashed here, `sha256:<hex>` taken as is.
+    pub fn key_hashes(&self) -> Vec<[u8; 32]> {
+        self.api_keys
+            .iter()
+            .map(|k| match k.strip_prefix("sha256:").and_then(decode_sha256_hex) {
+                Some(h) => h,
+                None => Sha256::digest(k.as_bytes()).into(),
+            })
+            .collect()
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinksConfig {
+    #[serde(default = "default_link_ttl")]
+    pub ttl_seconds: u64,
+    #[serde(default)]
+    pub allowed_redirect_urls: Vec<Url>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SandboxConfig {
+    #[serde(default)]
+    pub enabled: bool,
+    /// Lifetime of sandbox access tokens; short values help exercise refresh.
+    #[serde(default = "default_sandbox_ttl")]
+    pub token_ttl_seconds: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    server: Option<ServerConfig>,
+    storage: Option<StorageConfig>,
+    vault: Option<VaultConfig>,
+    admin: Option<AdminConfig>,
+    links: Option<LinksConfig>,
+    sandbox: Option<SandboxConfig>,
+    #[serde(default)]
+    plugins: BTreeMap<String, PluginConfig>,
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+fn default_body_limit() -> usize {
+    64 * 1024
+}
+fn default_db_path() -> PathBuf {
+    PathBuf::from("data/connect.redb")
+}
+fn default_identity_path() -> PathBuf {
+    PathBuf::from("data/vault-identity.txt")
+}
+fn default_link_ttl() -> u64 {
+    900
+}
+fn default_sandbox_ttl() -> u64 {
+    3600
+}
+
+fn decode_sha256_hex(s: &str) -> Option<[u8; 32]> {
+    let bytes = hex::decode(s).ok()?;
+    bytes.try_into().ok()
+}
+
+impl Config {
+    /// Reads, parses and validates `path`. Relative storage and identity paths are resolved
+    /// against the config file's directory, so the appliance can be started from anywhere.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            file: file.clone(),
+            source,
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Self::parse(&text, &file, base, &|k| std::env::var(k).ok())
+    }
+
+    /// Parses config text; `env` looks up environment overrides (injected for tests).
+    pub fn parse(
+        text: &str,
+        file: &str,
+        base_dir: &Path,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            file: file.to_string(),
+            message: describe_toml_error(text, &e),
+        })?;
+        let invalid = |key: &str, message: String| ConfigError::Invalid {
+            file: file.to_string(),
+            key: key.to_string(),
+            message,
+        };
+        let mut admin = raw.admin.unwrap_or(AdminConfig { api_keys: vec![] });
+        if let Some(keys) = env(ENV_ADMIN_KEYS) {
+            admin.api_keys = keys
+                .split(',')
+                .map(str::trim)
+                .filter(|k| !k.is_empty())
+                .map(String::from)
+                .collect();
+        }
+        let mut config = Config {
+            file: PathBuf::from(file),
+            server: raw.server.unwrap_or(ServerConfig {
+                listen: default_listen(),
+                public_url: None,
+                max_body_bytes: default_body_limit(),
+            }),
+            storage: raw.storage.unwrap_or(StorageConfig {
+                path: default_db_path(),
+            }),
+            vault: raw.vault.unwrap_or(VaultConfig {
+                identity_file: default_identity_path(),
+            }),
+            admin,
+            links: raw.links.unwrap_or(LinksConfig {
+                ttl_seconds: default_link_ttl(),
+                allowed_redirect_urls: vec![],
+            }),
+            sandbox: raw.sandbox.unwrap_or(SandboxConfig {
+                enabled: false,
+                token_ttl_seconds: default_sandbox_ttl(),
+            }),
+            plugins: raw.plugins,
+        };
+        config.storage.path = base_dir.join(&config.storage.path);
+        config.vault.identity_file = base_dir.join(&config.vault.identity_file);
+        config.validate(&invalid)?;
+        for (id, plugin) in &mut config.plugins {
+            plugin
+                .resolve(id, config.sandbox.enabled, env)
+                .map_err(|(key, msg)| invalid(&format!("plugins.{id}.{key}"), msg))?;
+        }
+        Ok(config)
+    }
+
+    fn validate(&self, invalid: &dyn Fn(&str, String) -> ConfigError) -> Result<(), ConfigError> {
+        if self.admin.api_keys.is_empty() {
+            return Err(invalid(
+                "admin.api_keys",
+                format!("expected at least one admin key (or set {ENV_ADMIN_KEYS}); generate one with `openssl rand -hex 32`"),
+            ));
+        }
+        for (i, key) in self.admin.api_keys.iter().enumerate() {
+            let ok = match key.strip_prefix("sha256:") {
+                Some(h) => decode_sha256_hex(h).is_some(),
+                None => key.len() >= 16,
+            };
+            if !ok {
+                return Err(invalid(
+                    &format!("admin.api_keys[{i}]"),
+                    "expected a key of at least 16 characters or \"sha256:<64 hex digits>\"".into(),
+                ));
+            }
+        }
+        if let Some(url) = &self.server.public_url {
+            check_http_url(url, true)
+                .map_err(|m| invalid("server.public_url", m))?;
+            if url.query().is_some() || url.fragment().is_some() {
+                return Err(invalid(
+                    "server.public_url",
+                    "expected a base URL without query or fragment".into(),
+                ));
+            }
+        }
+        if self.server.max_body_bytes < 1024 {
+            return Err(invalid(
+                "server.max_body_bytes",
+                "expected at least 1024 bytes".into(),
+            ));
+        }
+        if !(1..=7 * 24 * 3600).contains(&self.links.ttl_seconds) {
+            return Err(invalid(
+                "links.ttl_seconds",
+                "expected a number of seconds between 1 and 604800".into(),
+            ));
+        }
+        for (i, url) in self.links.allowed_redirect_urls.iter().enumerate() {
+            if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+                return Err(invalid(
+                    &format!("links.allowed_redirect_urls[{i}]"),
+                    "expected an absolute http(s) URL prefix such as \"https://app.example.com/\""
+                        .into(),
+                ));
+            }
+        }
+        if self.sandbox.token_ttl_seconds == 0 {
+            return Err(invalid(
+                "sandbox.token_ttl_seconds",
+                "expected a positive number of seconds".into(),
+            ));
+        }
+        for id in self.plugins.keys() {
+            let ok = !id.is_empty()
+                && id.len() <= 64
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+            if !ok {
+                return Err(invalid(
+                    &format!("plugins.{id}"),
+                    "expected a plugin id of 1-64 characters from a-z, 0-9, '_' and '-'".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Accepts https anywhere and plain http only on loopback (RFC 9700: no cleartext redirect or
+/// token traffic off the machine).
+pub(crate) fn check_http_url(url: &Url, allow_path: bool) -> Result<(), String> {
+    let host_ok = url.host_str().is_some_and(|h| !h.is_empty());
+    match url.scheme() {
+        "https" if host_ok => {}
+        "http" if host_ok && is_loopback(url) => {}
+        "http" if host_ok => {
+            return Err(format!(
+                "expected an https URL (plain http is only allowed on loopback), got \"{url}\""
+            ))
+        }
+        _ => return Err(format!("expected an absolute http(s) URL, got \"{url}\"")),
+    }
+    if !allow_path && url.path() != "/" {
+        return Err(format!("expected a URL without a path, got \"{url}\""));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("expected a URL without user:password".into());
+    }
+    Ok(())
+}
+
+pub(crate) fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d == "localhost",
+        None => false,
+    }
+}
+
+/// toml's messages already name the key; add the line so users find it quickly.
+fn describe_toml_error(text: &str, e: &toml::de::Error) -> String {
+    let message = e.message().trim().to_string();
+    match e.span() {
+        Some(span) => {
+            let line = text[..span.start.min(text.len())].lines().count().max(1);
+            format!("line {line}: {message}")
+        }
+        None => message,
+    }
+}

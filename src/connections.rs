@@ -1,0 +1,176 @@
+//! The domain: connect links, the authorization flow around the OAuth client, and connections with
+//! their credentials. No actix and no redb here; storage is reached through [`Store`].
+
+mod flow;
+pub mod model;
+mod tokens;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use url::Url;
+
+use crate::oauth::{Backchannel, OAuthError, Providers};
+use crate::vault::{ConnectionFilter, Store, VaultError};
+use model::{Connection, Status};
+
+pub use flow::{AuthorizeStart, CallbackOutcome, CallbackParams, LinkCreated, LinkRequest, LinkView};
+pub use tokens::{AccessTokenView, RevokeOutcome};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("no plugin named \"{0}\" is configured")]
+    UnknownPlugin(String),
+    #[error("plugin \"{0}\" has no client id or client secret configured")]
+    MissingCredentials(String),
+    #[error("redirect_url is not in [links] allowed_redirect_urls")]
+    InvalidRedirectUrl,
+    #[error("{0}")]
+    InvalidRequest(String),
+    #[error("no such connection")]
+    NotFound,
+    #[error("this connect link does not exist")]
+    LinkNotFound,
+    #[error("this connect link has expired")]
+    LinkExpired,
+    #[error("this connect link has already been used")]
+    LinkUsed,
+    /// The callback could not be matched to a live flow started in this browser. The reason is
+    /// for logs only; users see one generic message.
+    #[error("the sign-in attempt could not be verified ({0})")]
+    ResolveFailed(&'static str),
+    #[error("the provider did not accept the authorization: {0}")]
+    OAuthCallbackFailed(String),
+    #[error("the connection is {} and has no usable credentials", .0.as_str())]
+    NotConnected(Status),
+    #[error("the provider rejected the refresh ({0}); the connection is now expired")]
+    ConnectionExpired(String),
+    #[error("the provider could not refresh the token right now: {0}")]
+    RefreshFailed(String),
+    #[error(transparent)]
+    Vault(#[from] VaultError),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// Settings the domain needs from config, resolved at start.
+#[derive(Clone)]
+pub struct Settings {
+    pub public_url: Url,
+    pub link_ttl_seconds: i64,
+    pub allowed_redirect_urls: Vec<Url>,
+    /// How long an authorization attempt (state) stays valid.
+    pub flow_ttl_seconds: i64,
+    /// A token fetch refreshes when fewer seconds than this remain.
+    pub min_validity_seconds: i64,
+    pub secure_cookies: bool,
+}
+
+pub struct Connections {
+    store: Arc<dyn Store>,
+    providers: Arc<Providers>,
+    backchannel: Backchannel,
+    settings: Settings,
+    /// One async lock per connection being refreshed or revoked (single flight).
+    in_flight: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+/// A page of connections and the cursor for the next one.
+pub struct Page {
+    pub data: Vec<Connection>,
+    pub next_cursor: Option<String>,
+}
+
+impl Connections {
+    pub fn new(
+        store: Arc<dyn Store>,
+        providers: Arc<Providers>,
+        backchannel: Backchannel,
+        settings: Settings,
+    ) -> Self {
+        Connections {
+            store,
+            providers,
+            backchannel,
+            settings,
+            in_flight: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn providers(&self) -> &Providers {
+        &self.providers
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// Runs blocking store work off the async executor.
+    async fn blocking<T, F>(&self, f: F) -> Result<T, ConnectError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&dyn Store) -> Result<T, VaultError> + Send + 'static,
+    {
+        let store = Arc::clone(&self.store);
+        tokio::task::spawn_blocking(move || f(store.as_ref()))
+            .await
+            .map_err(|e| ConnectError::Internal(format!("storage task failed: {e}")))?
+            .map_err(ConnectError::from)
+    }
+
+    pub async fn get(&self, id: &str) -> Result<Connection, ConnectError> {
+        let id = id.to_string();
+        self.blocking(move |s| s.connection(&id))
+            .await?
+            .ok_or(ConnectError::NotFound)
+    }
+
+    pub async fn list(
+        &self,
+        filter: ConnectionFilter,
+        cursor: Option<String>,
+        limit: usize,
+    ) -> Result<Page, ConnectError> {
+        let limit = limit.clamp(1, 200);
+        // One extra row tells whether another page exists.
+        let mut data = self
+            .blocking(move |s| s.list_connections(&filter, cursor.as_deref(), limit + 1))
+            .await?;
+        let next_cursor = if data.len() > limit {
+            data.truncate(limit);
+            data.last().map(|c| c.id.clone())
+        } else {
+            None
+        };
+        Ok(Page { data, next_cursor })
+    }
+
+    /// Deletes everything stored for the connection, after a best-effort revocation at the
+    /// provider so no live grant is left behind.
+    pub async fn delete(&self, id: &str) -> Result<(), ConnectError> {
+        let outcome = self.revoke(id).await?;
+        tracing::info!(connection = %id, provider_revocation = outcome.provider_revocation, "deleting connection");
+        let id = id.to_string();
+        if self.blocking(move |s| s.delete_connection(&id)).await? {
+            Ok(())
+        } else {
+            Err(ConnectError::NotFound)
+        }
+    }
+
+    pub async fn check(&self) -> Result<(), ConnectError> {
+        self.blocking(|s| s.check()).await
+    }
+
+    fn lock_for(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut map = self.in_flight.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.retain(|_, lock| Arc::strong_count(lock) > 1);
+        Arc::clone(map.entry(id.to_string()).or_default())
+    }
+}
+
+impl From<OAuthError> for ConnectError {
+    fn from(e: OAuthError) -> Self {
+        ConnectError::OAuthCallbackFailed(e.to_string())
+    }
+}

@@ -1,0 +1,155 @@
+//! Handing out access tokens (refreshing first when needed, one refresh per connection at a time)
+//! and revoking them.
+
+use super::model::{now, Connection, Status, Timestamp, TokenSet};
+use super::{ConnectError, Connections};
+use crate::oauth::{is_grant_dead, OAuthError};
+use crate::vault::CredentialsUpdate;
+
+pub struct AccessTokenView {
+    pub access_token: String,
+    pub token_type: String,
+    pub expires_at: Option<Timestamp>,
+    pub scopes: Vec<String>,
+}
+
+impl From<&TokenSet> for AccessTokenView {
+    fn from(t: &TokenSet) -> Self {
+        AccessTokenView {
+            access_token: t.access_token.clone(),
+            token_type: t.token_type.clone(),
+            expires_at: t.expires_at,
+            scopes: t.scopes.clone(),
+        }
+    }
+}
+
+pub struct RevokeOutcome {
+    pub connection: Connection,
+    /// `revoked`, `failed`, `not_supported` (no revocation endpoint) or `no_credentials`.
+    pub provider_revocation: &'static str,
+    pub provider_error: Option<String>,
+}
+
+impl Connections {
+    /// A token valid for at least the configured margin, refreshed first when it is not.
+    pub async fn access_token(&self, id: &str, force_refresh: bool) -> Result<AccessTokenView, ConnectError> {
+        let (connection, tokens) = self.connected(id).await?;
+        if !force_refresh && !self.needs_refresh(&tokens) {
+            return Ok(AccessTokenView::from(&tokens));
+        }
+        if tokens.refresh_token.is_none() {
+            return match tokens.expires_at {
+                Some(exp) if exp <= now() => {
+                    self.expire(connection, "token_expired", "the access token expired and the provider issued no refresh token").await?;
+                    Err(ConnectError::NotConnected(Status::Expired))
+                }
+                _ => Ok(AccessTokenView::from(&tokens)),
+            };
+        }
+        let seen = tokens.obtained_at;
+        let lock = self.lock_for(id);
+        let _guard = lock.lock().await;
+        // Whoever held the lock before us may have refreshed already: use their result.
+        let (connection, tokens) = self.connected(id).await?;
+        if tokens.obtained_at != seen && !self.needs_refresh(&tokens) {
+            return Ok(AccessTokenView::from(&tokens));
+        }
+        if !force_refresh && !self.needs_refresh(&tokens) {
+            return Ok(AccessTokenView::from(&tokens));
+        }
+        self.refresh_locked(connection, tokens).await
+    }
+
+    /// Refresh with the per-connection lock held.
+    async fn refresh_locked(
+        &self,
+        mut connection: Connection,
+        tokens: TokenSet,
+    ) -> Result<AccessTokenView, ConnectError> {
+        let provider = self.provider(&connection.plugin)?;
+        match provider.refresh(&self.backchannel, &tokens).await {
+            Ok(new_tokens) => {
+                connection.mark_refreshed(&new_tokens);
+                // The rotated refresh token is durable before the new access token leaves.
+                let (conn, stored) = (connection.clone(), new_tokens.clone());
+                self.blocking(move |s| s.put_connection(&conn, CredentialsUpdate::Replace(&stored)))
+                    .await?;
+                tracing::info!(connection = %connection.id, plugin = %connection.plugin, "token refreshed");
+                Ok(AccessTokenView::from(&new_tokens))
+            }
+            Err(OAuthError::Rejected { code, description }) if is_grant_dead(&code) => {
+                let message = description.unwrap_or_else(|| "the provider rejected the refresh token".into());
+                tracing::warn!(connection = %connection.id, plugin = %connection.plugin, %code, "refresh rejected; connection expired");
+                self.expire(connection, &code, &message).await?;
+                Err(ConnectError::ConnectionExpired(code))
+            }
+            Err(e) => {
+                // Transient (or a provider misbehaving): the connection stays connected.
+                tracing::warn!(connection = %connection.id, plugin = %connection.plugin, error = %e, "refresh failed");
+                Err(ConnectError::RefreshFailed(e.to_string()))
+            }
+        }
+    }
+
+    async fn expire(&self, mut connection: Connection, code: &str, message: &str) -> Result<(), ConnectError> {
+        connection.mark_expired(code, message);
+        self.blocking(move |s| s.put_connection(&connection, CredentialsUpdate::Keep))
+            .await
+    }
+
+    fn needs_refresh(&self, tokens: &TokenSet) -> bool {
+        let Some(expires_at) = tokens.expires_at else {
+            return false; // non-expiring token
+        };
+        // For tokens shorter-lived than the margin, refresh at half their lifetime instead of on
+        // every call.
+        let lifetime = (expires_at - tokens.obtained_at).max(0);
+        let margin = self.settings.min_validity_seconds.min(lifetime / 2);
+        expires_at - now() <= margin
+    }
+
+    async fn connected(&self, id: &str) -> Result<(Connection, TokenSet), ConnectError> {
+        let connection = self.get(id).await?;
+        if connection.status != Status::Connected {
+            return Err(ConnectError::NotConnected(connection.status));
+        }
+        let key = id.to_string();
+        let tokens = self
+            .blocking(move |s| s.credentials(&key))
+            .await?
+            .ok_or(ConnectError::NotConnected(connection.status))?;
+        Ok((connection, tokens))
+    }
+
+    /// Revokes at the provider when it can (refresh token first), then deletes the stored
+    /// credentials whatever the provider answered, so an end user's opt-out always works.
+    pub async fn revoke(&self, id: &str) -> Result<RevokeOutcome, ConnectError> {
+        let lock = self.lock_for(id);
+        let _guard = lock.lock().await;
+        let mut connection = self.get(id).await?;
+        let key = id.to_string();
+        let tokens = self.blocking(move |s| s.credentials(&key)).await?;
+        let provider = self.provider(&connection.plugin)?;
+        let (provider_revocation, provider_error) = match &tokens {
+            None => ("no_credentials", None),
+            Some(t) => match provider.revoke(&self.backchannel, t).await {
+                Ok(true) => ("revoked", None),
+                Ok(false) => ("not_supported", None),
+                Err(e) => {
+                    tracing::warn!(connection = %id, error = %e, "provider revocation failed; deleting local credentials anyway");
+                    ("failed", Some(e.to_string()))
+                }
+            },
+        };
+        connection.mark_revoked();
+        let conn = connection.clone();
+        self.blocking(move |s| s.put_connection(&conn, CredentialsUpdate::Delete))
+            .await?;
+        Ok(RevokeOutcome {
+            connection,
+            provider_revocation,
+            provider_error,
+        })
+    }
+}

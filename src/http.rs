@@ -1,0 +1,15 @@
+//! HTTP handlers: they extract, call the domain, and shape the response.
+
+pub mod admin;
+pub mod assets;
+pub mod auth;
+pub mod pages;
+pub mod sandbox;
+
+/// RFC 3339 in UTC, the form every timestamp takes on the wire.
+pub fn rfc3339(ts: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(ts)
+        .ok()
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_default()
+}

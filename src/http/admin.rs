@@ -1,0 +1,258 @@
+//! The admin API under `/v1` (authenticated by the middleware in `auth.rs`).
+
+use actix_web::{web, HttpResponse};
+use serde::{Deserialize, Serialize};
+
+use super::rfc3339;
+use crate::connections::model::{Connection, Status};
+use crate::connections::{LinkRequest, RevokeOutcome};
+use crate::error::AppError;
+use crate::state::AppState;
+use crate::vault::ConnectionFilter;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkBody {
+    tenant_id: String,
+    plugin: String,
+    redirect_url: Option<String>,
+    scopes: Option<Vec<String>>,
+    connection_id: Option<String>,
+}
+
+#[derive(Serialize)]
+struct LinkResponse {
+    link_token: String,
+    connect_url: String,
+    expires_at: String,
+    connection_id: String,
+}
+
+pub async fn create_link(
+    state: web::Data<AppState>,
+    body: web::Json<LinkBody>,
+) -> Result<HttpResponse, AppError> {
+    let body = body.into_inner();
+    let created = state
+        .connections
+        .create_link(LinkRequest {
+            tenant_id: body.tenant_id,
+            plugin: body.plugin,
+            redirect_url: body.redirect_url,
+            scopes: body.scopes,
+            connection_id: body.connection_id,
+        })
+        .await?;
+    Ok(HttpResponse::Created().json(LinkResponse {
+        link_token: created.link_token,
+        connect_url: created.connect_url.to_string(),
+        expires_at: rfc3339(created.expires_at),
+        connection_id: created.connection_id,
+    }))
+}
+
+/// A connection as the API shows it: never any token.
+#[derive(Serialize)]
+pub struct ConnectionView {
+    id: String,
+    tenant_id: String,
+    plugin: String,
+    status: Status,
+    scopes: Vec<String>,
+    created_at: String,
+    updated_at: String,
+    connected_at: Option<String>,
+    expires_at: Option<String>,
+    last_refreshed_at: Option<String>,
+    expired_at: Option<String>,
+    revoked_at: Option<String>,
+    last_error: Option<ErrorView>,
+}
+
+#[derive(Serialize)]
+struct ErrorView {
+    code: String,
+    message: String,
+    at: String,
+}
+
+impl From<Connection> for ConnectionView {
+    fn from(c: Connection) -> Self {
+        ConnectionView {
+            id: c.id,
+            tenant_id: c.tenant_id,
+            plugin: c.plugin,
+            status: c.status,
+            scopes: c.scopes,
+            created_at: rfc3339(c.created_at),
+            updated_at: rfc3339(c.updated_at),
+            connected_at: c.connected_at.map(rfc3339),
+            expires_at: c.expires_at.map(rfc3339),
+            last_refreshed_at: c.last_refreshed_at.map(rfc3339),
+            expired_at: c.expired_at.map(rfc3339),
+            revoked_at: c.revoked_at.map(rfc3339),
+            last_error: c.last_error.map(|e| ErrorView {
+                code: e.code,
+                message: e.message,
+                at: rfc3339(e.at),
+            }),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    tenant_id: Option<String>,
+    plugin: Option<String>,
+    status: Option<String>,
+    cursor: Option<String>,
+    limit: Option<usize>,
+}
+
+#[derive(Serialize)]
+struct ListResponse {
+    data: Vec<ConnectionView>,
+    next_cursor: Option<String>,
+}
+
+pub async fn list_connections(
+    state: web::Data<AppState>,
+    query: web::Query<ListQuery>,
+) -> Result<HttpResponse, AppError> {
+    let q = query.into_inner();
+    let status = match q.status.as_deref() {
+        None | Some("") => None,
+        Some(s) => Some(Status::parse(s).ok_or_else(|| {
+            AppError::bad_request(
+                "invalid_query",
+                "status must be one of pending, connected, failed, expired, revoked",
+            )
+        })?),
+    };
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=200).contains(&limit) {
+        return Err(AppError::bad_request("invalid_query", "limit must be between 1 and 200"));
+    }
+    let filter = ConnectionFilter {
+        tenant_id: q.tenant_id.filter(|t| !t.is_empty()),
+        plugin: q.plugin.filter(|p| !p.is_empty()),
+        status,
+    };
+    let page = state.connections.list(filter, q.cursor, limit).await?;
+    Ok(HttpResponse::Ok().json(ListResponse {
+        data: page.data.into_iter().map(ConnectionView::from).collect(),
+        next_cursor: page.next_cursor,
+    }))
+}
+
+pub async fn get_connection(
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, AppError> {
+    let connection = state.connections.get(&id).await?;
+    Ok(HttpResponse::Ok().json(ConnectionView::from(connection)))
+}
+
+pub async fn delete_connection(
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, AppError> {
+    state.connections.delete(&id).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenQuery {
+    #[serde(default)]
+    force_refresh: bool,
+}
+
+#[derive(Serialize)]
+struct TokenResponse {
+    access_token: String,
+    token_type: String,
+    expires_at: Option<String>,
+    scopes: Vec<String>,
+}
+
+pub async fn get_token(
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    query: web::Query<TokenQuery>,
+) -> Result<HttpResponse, AppError> {
+    let token = state
+        .connections
+        .access_token(&id, query.force_refresh)
+        .await?;
+    // Cache-Control: no-store comes from the default headers (S13).
+    Ok(HttpResponse::Ok().json(TokenResponse {
+        access_token: token.access_token,
+        token_type: token.token_type,
+        expires_at: token.expires_at.map(rfc3339),
+        scopes: token.scopes,
+    }))
+}
+
+#[derive(Serialize)]
+struct RevokeResponse {
+    #[serde(flatten)]
+    connection: ConnectionView,
+    provider_revocation: &'static str,
+    provider_error: Option<String>,
+}
+
+pub async fn revoke_connection(
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, AppError> {
+    let RevokeOutcome {
+        connection,
+        provider_revocation,
+        provider_error,
+    } = state.connections.revoke(&id).await?;
+    Ok(HttpResponse::Ok().json(RevokeResponse {
+        connection: connection.into(),
+        provider_revocation,
+        provider_error,
+    }))
+}
+
+#[derive(Serialize)]
+struct PluginView<'a> {
+    id: &'a str,
+    display_name: &'a str,
+    provider: &'a str,
+    scopes: &'a [String],
+    pkce: bool,
+    token_auth_method: &'a str,
+    credentials_present: bool,
+    revocation_supported: bool,
+}
+
+pub async fn list_plugins(state: web::Data<AppState>) -> HttpResponse {
+    let plugins: Vec<PluginView<'_>> = state
+        .connections
+        .providers()
+        .iter()
+        .map(|p| PluginView {
+            id: &p.id,
+            display_name: &p.display_name,
+            provider: p.config.provider.as_deref().unwrap_or("custom"),
+            scopes: &p.config.scopes,
+            pkce: p.config.pkce,
+            token_auth_method: match p.config.token_auth_method {
+                crate::config::AuthMethod::ClientSecretBasic => "client_secret_basic",
+                crate::config::AuthMethod::ClientSecretPost => "client_secret_post",
+            },
+            credentials_present: p.has_credentials(),
+            revocation_supported: p.revocation_url.is_some(),
+        })
+        .collect();
+    HttpResponse::Ok().json(serde_json::json!({ "data": plugins }))
+}
+
+pub async fn not_found() -> Result<HttpResponse, AppError> {
+    Err(AppError::RouteNotFound)
+}

@@ -1,0 +1,51 @@
+//! Request-level middleware: admin-key authentication for `/v1` and the access log.
+
+use std::time::Instant;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
+use actix_web::{web, Error};
+
+use crate::error::AppError;
+use crate::state::AppState;
+
+/// Every `/v1` route requires `Authorization: Bearer <admin key>`.
+pub async fn require_admin(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, Error> {
+    let ok = match (
+        req.app_data::<web::Data<AppState>>(),
+        req.headers()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer ")),
+    ) {
+        (Some(state), Some(key)) => state.admin_key_ok(key.trim()),
+        _ => false,
+    };
+    if !ok {
+        return Err(AppError::Unauthorized.into());
+    }
+    next.call(req).await
+}
+
+/// Logs method, route *pattern* (never the raw path or query: they carry link tokens, codes and
+/// states), status and latency.
+pub async fn log_request(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, Error> {
+    let start = Instant::now();
+    let method = req.method().clone();
+    let res = next.call(req).await?;
+    let route = res
+        .request()
+        .match_pattern()
+        .unwrap_or_else(|| "<unmatched>".into());
+    if route != "/healthz" {
+        tracing::info!(target: "http", %method, %route, status = res.status().as_u16(), ms = start.elapsed().as_millis() as u64, "request");
+    }
+    Ok(res)
+}

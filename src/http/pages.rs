@@ -1,0 +1,202 @@
+//! End-user pages: the hosted connect page, the hop to the provider, and the OAuth callback.
+
+use std::fmt;
+
+use actix_web::cookie::{time::Duration as CookieDuration, Cookie, SameSite};
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
+use askama::Template;
+use serde::Deserialize;
+
+use crate::connections::CallbackParams;
+use crate::error::AppError;
+use crate::state::AppState;
+
+#[derive(Template)]
+#[template(path = "connect.html")]
+struct ConnectPage<'a> {
+    plugin_name: &'a str,
+    scopes: &'a [String],
+    authorize_href: &'a str,
+    expires_at: String,
+}
+
+#[derive(Template)]
+#[template(path = "result.html")]
+struct ResultPage<'a> {
+    title: &'a str,
+    message: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+pub struct ErrorPage<'a> {
+    pub title: &'a str,
+    pub code: &'a str,
+    pub message: &'a str,
+    pub detail: Option<&'a str>,
+}
+
+/// An error shown as an HTML page; status and code come from [`AppError`]'s one mapping.
+#[derive(Debug)]
+pub struct PageError(pub AppError);
+
+impl<E: Into<AppError>> From<E> for PageError {
+    fn from(e: E) -> Self {
+        PageError(e.into())
+    }
+}
+
+impl fmt::Display for PageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl ResponseError for PageError {
+    fn status_code(&self) -> StatusCode {
+        self.0.status_code()
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let (status, code) = self.0.status_and_code();
+        if status.is_server_error() {
+            tracing::error!(%code, error = %self.0, "page failed");
+        } else if let AppError::Connect(crate::connections::ConnectError::ResolveFailed(r)) = &self.0 {
+            tracing::warn!(%code, reason = %r, "callback refused");
+        }
+        let title = match status {
+            StatusCode::GONE => "This link is no longer valid",
+            StatusCode::NOT_FOUND => "Link not found",
+            s if s.is_server_error() => "Something went wrong",
+            _ => "We could not complete the connection",
+        };
+        render_page(
+            status,
+            &ErrorPage {
+                title,
+                code,
+                message: &self.0.public_message(),
+                detail: None,
+            },
+        )
+    }
+}
+
+fn render_page(status: StatusCode, page: &impl Template) -> HttpResponse {
+    match page.render() {
+        Ok(html) => HttpResponse::build(status)
+            .content_type("text/html; charset=utf-8")
+            .body(html),
+        Err(e) => {
+            tracing::error!(error = %e, "template failed to render");
+            HttpResponse::InternalServerError()
+                .content_type("text/plain; charset=utf-8")
+                .body("internal error")
+        }
+    }
+}
+
+pub async fn healthz(state: web::Data<AppState>) -> HttpResponse {
+    match state.connections.check().await {
+        Ok(()) => HttpResponse::Ok().json(serde_json::json!({"status": "ok"})),
+        Err(e) => {
+            tracing::error!(error = %e, "health check failed");
+            HttpResponse::ServiceUnavailable().json(serde_json::json!({"status": "unavailable"}))
+        }
+    }
+}
+
+pub async fn connect_page(
+    state: web::Data<AppState>,
+    token: web::Path<String>,
+) -> Result<HttpResponse, PageError> {
+    let view = state.connections.view_link(&token).await?;
+    let href = format!("{}/authorize", token.as_str());
+    Ok(render_page(
+        StatusCode::OK,
+        &ConnectPage {
+            plugin_name: &view.plugin_name,
+            scopes: &view.scopes,
+            authorize_href: &href,
+            expires_at: super::rfc3339(view.expires_at),
+        },
+    ))
+}
+
+pub async fn authorize(
+    state: web::Data<AppState>,
+    token: web::Path<String>,
+) -> Result<HttpResponse, PageError> {
+    let start = state.connections.start_authorize(&token).await?;
+    let cookie = Cookie::build(start.cookie_name, start.cookie_value)
+        .path("/")
+        .http_only(true)
+        // Lax, not Strict: Strict cookies are not sent on the provider's redirect back.
+        .same_site(SameSite::Lax)
+        .secure(state.connections.settings().secure_cookies)
+        .max_age(CookieDuration::seconds(start.cookie_max_age))
+        .finish();
+    Ok(HttpResponse::Found()
+        .insert_header((header::LOCATION, start.authorize_url.as_str()))
+        .cookie(cookie)
+        .finish())
+}
+
+#[derive(Deserialize)]
+pub struct CallbackQuery {
+    code: Option<String>,
+    state: Option<String>,
+    error: Option<String>,
+    error_description: Option<String>,
+    iss: Option<String>,
+}
+
+pub async fn callback(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    query: web::Query<CallbackQuery>,
+) -> Result<HttpResponse, PageError> {
+    let q = query.into_inner();
+    let cookie_name = q.state.as_deref().map(|s| state.connections.flow_cookie_name(s));
+    let params = CallbackParams {
+        code: q.code,
+        state: q.state,
+        error: q.error,
+        error_description: q.error_description,
+        iss: q.iss,
+    };
+    let outcome = state
+        .connections
+        .complete_callback(params, |name| req.cookie(name).map(|c| c.value().to_string()))
+        .await?;
+    let mut response = match (&outcome.redirect, &outcome.error) {
+        (Some(url), _) => {
+            let mut r = HttpResponse::Found();
+            r.insert_header((header::LOCATION, url.as_str()));
+            r.finish()
+        }
+        (None, None) => render_page(
+            StatusCode::OK,
+            &ResultPage {
+                title: "Connected",
+                message: "Your account is connected. You can close this window.",
+            },
+        ),
+        (None, Some((code, description))) => render_page(
+            StatusCode::BAD_REQUEST,
+            &ErrorPage {
+                title: "The connection was not completed",
+                code,
+                message: "The provider did not grant access.",
+                detail: description.as_deref(),
+            },
+        ),
+    };
+    if let Some(name) = cookie_name {
+        let mut expired = Cookie::build(name, "").path("/").finish();
+        expired.make_removal();
+        let _ = response.add_cookie(&expired);
+    }
+    Ok(response)
+}

@@ -1,0 +1,181 @@
+//! Calls to the provider's token and revocation endpoints, and the classification of their
+//! failures into permanent (`Rejected`) and transient ones.
+
+use std::collections::HashMap;
+
+use oauth2::{
+    AccessToken, AuthorizationCode, ErrorResponse, ExtraTokenFields, PkceCodeVerifier,
+    RefreshToken, RequestTokenError, StandardErrorResponse, StandardRevocableToken,
+    TokenResponse as _,
+};
+use serde::{Deserialize, Serialize};
+
+use super::backchannel::BackchannelError;
+use super::{Backchannel, OAuthError, Provider, TokenResponse};
+use crate::connections::model::{now, TokenSet};
+
+/// Every field of a token response beyond the standard ones (id_token, provider extras).
+#[derive(Clone, Default, Serialize, Deserialize)]
+pub struct ExtraFields {
+    #[serde(flatten)]
+    pub fields: HashMap<String, serde_json::Value>,
+}
+
+impl std::fmt::Debug for ExtraFields {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ExtraFields({} fields, redacted)", self.fields.len())
+    }
+}
+
+impl ExtraTokenFields for ExtraFields {}
+
+impl Provider {
+    /// Redeems an authorization code (with its PKCE verifier) at the token endpoint.
+    pub async fn exchange_code(
+        &self,
+        backchannel: &Backchannel,
+        code: &str,
+        pkce_verifier: Option<&str>,
+    ) -> Result<TokenSet, OAuthError> {
+        let client = self.client()?;
+        let http = backchannel.recorder();
+        let mut request = client.exchange_code(AuthorizationCode::new(code.to_string()));
+        if let Some(v) = pkce_verifier {
+            request = request.set_pkce_verifier(PkceCodeVerifier::new(v.to_string()));
+        }
+        let result = request.request_async(&http).await;
+        let response = result.map_err(|e| classify(e, http.status()))?;
+        Ok(token_set(&response, None, &[]))
+    }
+
+    /// Uses a refresh token. A response without a new refresh token keeps the old one.
+    pub async fn refresh(
+        &self,
+        backchannel: &Backchannel,
+        current: &TokenSet,
+    ) -> Result<TokenSet, OAuthError> {
+        let client = self.client()?;
+        let refresh = current
+            .refresh_token
+            .as_ref()
+            .ok_or_else(|| OAuthError::Misconfigured("no refresh token is stored".into()))?;
+        let http = backchannel.recorder();
+        let token = RefreshToken::new(refresh.clone());
+        let result = client
+            .exchange_refresh_token(&token)
+            .request_async(&http)
+            .await;
+        let response = result.map_err(|e| classify(e, http.status()))?;
+        Ok(token_set(&response, Some(refresh), &current.scopes))
+    }
+
+    /// RFC 7009: the refresh token first (revoking it ends the grant at most providers), then the
+    /// access token. Returns `Ok(false)` when the plugin has no revocation endpoint.
+    pub async fn revoke(&self, backchannel: &Backchannel, tokens: &TokenSet) -> Result<bool, OAuthError> {
+        let client = self.client()?;
+        if self.revocation_url.is_none() {
+            return Ok(false);
+        }
+        let mut to_revoke = Vec::new();
+        if let Some(r) = &tokens.refresh_token {
+            to_revoke.push(StandardRevocableToken::RefreshToken(RefreshToken::new(r.clone())));
+        }
+        to_revoke.push(StandardRevocableToken::AccessToken(AccessToken::new(
+            tokens.access_token.clone(),
+        )));
+        for token in to_revoke {
+            let http = backchannel.recorder();
+            let request = client
+                .revoke_token(token)
+                .map_err(|e| OAuthError::Misconfigured(e.to_string()))?;
+            request
+                .request_async(&http)
+                .await
+                .map_err(|e| classify(e, http.status()))?;
+        }
+        Ok(true)
+    }
+}
+
+fn token_set(response: &TokenResponse, previous_refresh: Option<&String>, previous_scopes: &[String]) -> TokenSet {
+    let mut extra = response.extra_fields().fields.clone();
+    let id_token = extra
+        .remove("id_token")
+        .and_then(|v| v.as_str().map(String::from));
+    let scopes = match response.scopes() {
+        Some(s) => s.iter().map(|s| s.to_string()).collect(),
+        None => previous_scopes.to_vec(),
+    };
+    let obtained_at = now();
+    TokenSet {
+        access_token: response.access_token().secret().clone(),
+        token_type: "Bearer".into(),
+        refresh_token: response
+            .refresh_token()
+            .map(|r| r.secret().clone())
+            .or_else(|| previous_refresh.cloned()),
+        expires_at: response
+            .expires_in()
+            .map(|d| obtained_at.saturating_add(i64::try_from(d.as_secs()).unwrap_or(i64::MAX))),
+        scopes,
+        id_token,
+        extra: extra.into_iter().collect(),
+        obtained_at,
+    }
+}
+
+/// Maps the oauth2 crate's error to ours. Response bodies are never copied into messages: they
+/// may hold tokens.
+fn classify(
+    err: RequestTokenError<BackchannelError, impl ErrorResponse + ErrorCode>,
+    status: u16,
+) -> OAuthError {
+    let transient_status = status == 429 || status >= 500;
+    match err {
+        RequestTokenError::ServerResponse(e) if !transient_status => OAuthError::Rejected {
+            code: e.code(),
+            description: e.description(),
+        },
+        RequestTokenError::Request(e) => OAuthError::Transient(redact_request_error(&e)),
+        _ if transient_status => OAuthError::Transient(format!("HTTP {status}")),
+        _ if (300..400).contains(&status) => {
+            OAuthError::InvalidResponse(format!("HTTP {status} redirect refused"))
+        }
+        RequestTokenError::Parse(e, _) => OAuthError::InvalidResponse(format!(
+            "HTTP {status}: unexpected body at {}",
+            e.path()
+        )),
+        RequestTokenError::ServerResponse(_) | RequestTokenError::Other(_) => {
+            OAuthError::InvalidResponse(format!("HTTP {status}"))
+        }
+    }
+}
+
+fn redact_request_error(e: &BackchannelError) -> String {
+    match e {
+        // reqwest's message includes the URL; ours never carry secrets, but keep it short.
+        BackchannelError::Http(e) if e.is_timeout() => "timed out".into(),
+        BackchannelError::Http(e) if e.is_connect() => "connection failed".into(),
+        other => other.to_string(),
+    }
+}
+
+/// The error code and description of a provider error response, as plain strings.
+pub trait ErrorCode {
+    fn code(&self) -> String;
+    fn description(&self) -> Option<String>;
+}
+
+impl<T: oauth2::ErrorResponseType + std::fmt::Display> ErrorCode for StandardErrorResponse<T> {
+    fn code(&self) -> String {
+        self.error().to_string()
+    }
+    fn description(&self) -> Option<String> {
+        self.error_description().cloned()
+    }
+}
+
+/// Whether a provider error means the grant itself is gone (the connection is expired).
+pub fn is_grant_dead(code: &str) -> bool {
+    code == "invalid_grant"
+}

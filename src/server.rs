@@ -1,0 +1,125 @@
+//! Start-up: load config, open the vault, bind, serve until SIGTERM/SIGINT (actix finishes
+//! in-flight requests before it stops).
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::HttpServer;
+use url::Url;
+
+use crate::app::build_app;
+use crate::config::{Config, ConfigError};
+use crate::connections::{Connections, Settings};
+use crate::oauth::{join, Backchannel, OAuthError, Providers};
+use crate::sandbox::Sandbox;
+use crate::state::AppState;
+use crate::vault::{RedbStore, VaultError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Vault(#[from] VaultError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: String, source: std::io::Error },
+    #[error(transparent)]
+    OAuth(#[from] OAuthError),
+    #[error("cannot build the HTTP client: {0}")]
+    Client(#[from] reqwest::Error),
+    #[error("server error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+pub fn run(config_path: &Path) -> ExitCode {
+    init_tracing();
+    let config = match Config::load(config_path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match actix_web::rt::System::new().block_on(serve(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("CONNECT_APPLIANCE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+pub async fn serve(config: Config) -> Result<(), StartError> {
+    let (store, opened) = RedbStore::open(&config.storage.path, &config.vault.identity_file)?;
+    match opened {
+        crate::vault::Opened::Existing => tracing::info!(db = %config.storage.path.display(), "opened the vault"),
+        crate::vault::Opened::Created { identity_generated } => {
+            if identity_generated {
+                tracing::warn!(identity = %config.vault.identity_file.display(), "generated a new vault identity; back it up separately from the database");
+            }
+            tracing::info!(db = %config.storage.path.display(), "created a new vault");
+        }
+    }
+    if crate::cli::uses_example_key(&config) {
+        tracing::warn!("the admin key is the example's placeholder; run `connect-appliance init` or set a long random key");
+    }
+    let addr = config.server.listen;
+    let listener = TcpListener::bind(addr).map_err(|source| StartError::Bind {
+        addr: addr.to_string(),
+        source,
+    })?;
+    let bound = listener.local_addr()?;
+    let public_url = match &config.server.public_url {
+        Some(u) => u.clone(),
+        None => Url::parse(&format!("http://{bound}")).map_err(|e| StartError::Io(std::io::Error::other(e)))?,
+    };
+    let providers = Arc::new(Providers::from_config(&config, &public_url)?);
+    let sandbox = config.sandbox.enabled.then(|| {
+        Arc::new(Sandbox::new(
+            &config,
+            join(&public_url, "sandbox").to_string(),
+            join(&public_url, "oauth/callback").to_string(),
+        ))
+    });
+    let settings = Settings {
+        secure_cookies: public_url.scheme() == "https",
+        public_url: public_url.clone(),
+        link_ttl_seconds: i64::try_from(config.links.ttl_seconds).unwrap_or(900),
+        allowed_redirect_urls: config.links.allowed_redirect_urls.clone(),
+        flow_ttl_seconds: 600,
+        min_validity_seconds: 300,
+    };
+    let connections = Connections::new(
+        Arc::new(store),
+        providers,
+        Backchannel::new(Duration::from_secs(15))?,
+        settings,
+    );
+    let state = AppState {
+        connections: Arc::new(connections),
+        admin_key_hashes: Arc::new(config.admin.key_hashes()),
+        sandbox,
+        max_body_bytes: config.server.max_body_bytes,
+    };
+    let server = HttpServer::new(move || build_app(state.clone()))
+        .listen(listener)?
+        .shutdown_timeout(30)
+        .run();
+    tracing::info!(%public_url, "serving");
+    println!("listening on http://{bound}");
+    server.await?;
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,29 @@
+//! Everything a request handler needs, cheap to clone and passed through `web::Data`.
+
+use std::sync::Arc;
+
+use subtle::ConstantTimeEq;
+
+use crate::connections::Connections;
+use crate::sandbox::Sandbox;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub connections: Arc<Connections>,
+    /// SHA-256 of each accepted admin key; presented keys are hashed and compared in constant time.
+    pub admin_key_hashes: Arc<Vec<[u8; 32]>>,
+    pub sandbox: Option<Arc<Sandbox>>,
+    pub max_body_bytes: usize,
+}
+
+impl AppState {
+    /// Checks a presented admin key against every configured one without early exit.
+    pub fn admin_key_ok(&self, presented: &str) -> bool {
+        use sha2::{Digest, Sha256};
+        let hash: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+        self.admin_key_hashes
+            .iter()
+            .fold(subtle::Choice::from(0), |acc, k| acc | k.ct_eq(&hash))
+            .into()
+    }
+}

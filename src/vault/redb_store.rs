@@ -1,0 +1,355 @@
+//! The embedded redb implementation of [`Store`]. Every value is sealed with the keyring; tenant
+//! lookups go through a blind index, so the file holds no token, tenant id or account name in
+//! the clear.
+
+use std::path::Path;
+
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, TableHandle, WriteTransaction};
+use serde::{de::DeserializeOwned, Serialize};
+
+use super::store::{ConnectionFilter, CredentialsUpdate, Store};
+use super::{generate_identity_file, load_identity, Keyring, VaultError};
+use crate::connections::model::{new_id, Connection, Flow, Link, TokenSet};
+
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+const CONNECTIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("connections");
+const CREDENTIALS: TableDefinition<&str, &[u8]> = TableDefinition::new("credentials");
+const TENANT_INDEX: TableDefinition<&str, &[u8]> = TableDefinition::new("tenant_index");
+const LINKS: TableDefinition<&str, &[u8]> = TableDefinition::new("links");
+const FLOWS: TableDefinition<&str, &[u8]> = TableDefinition::new("flows");
+
+const META_DB_ID: &str = "db_id";
+const META_KEYRING: &str = "keyring";
+
+pub struct RedbStore {
+    db: Database,
+    keyring: Keyring,
+}
+
+/// How the store was opened, for the start-up log.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Opened {
+    Existing,
+    Created { identity_generated: bool },
+}
+
+impl RedbStore {
+    /// Opens the database, creating it (and the identity, when both are absent) on first start.
+    /// An existing database with a missing or wrong identity is refused, never re-initialised.
+    pub fn open(db_path: &Path, identity_path: &Path) -> Result<(Self, Opened), VaultError> {
+        let db_exists = db_path.exists();
+        let identity_exists = identity_path.exists();
+        if db_exists && !identity_exists {
+            return Err(VaultError::IdentityMissing {
+                path: identity_path.display().to_string(),
+                db: db_path.display().to_string(),
+            });
+        }
+        let identity = if identity_exists {
+            load_identity(identity_path)?
+        } else {
+            generate_identity_file(identity_path)?
+        };
+        if let Some(dir) = db_path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(VaultError::storage)?;
+        }
+        let db = Database::create(db_path).map_err(VaultError::storage)?;
+        let stored = {
+            let txn = db.begin_read().map_err(VaultError::storage)?;
+            match txn.open_table(META) {
+                Ok(meta) => {
+                    let id = meta.get(META_DB_ID).map_err(VaultError::storage)?;
+                    let ring = meta.get(META_KEYRING).map_err(VaultError::storage)?;
+                    match (id, ring) {
+                        (Some(id), Some(ring)) => Some((
+                            String::from_utf8(id.value().to_vec()).map_err(VaultError::corrupt)?,
+                            ring.value().to_vec(),
+                        )),
+                        _ => None,
+                    }
+                }
+                Err(redb::TableError::TableDoesNotExist(_)) => None,
+                Err(e) => return Err(VaultError::storage(e)),
+            }
+        };
+        if let Some((db_id, wrapped)) = stored {
+            let keyring = Keyring::unwrap(&identity, &wrapped, &db_id)?;
+            return Ok((RedbStore { db, keyring }, Opened::Existing));
+        }
+        // A new database: create the keyring and every table in one transaction.
+        let db_id = new_id("db");
+        let keyring = Keyring::generate(&db_id);
+        let wrapped = keyring.wrap(&identity.to_public())?;
+        let txn = begin_write(&db)?;
+        {
+            let mut meta = txn.open_table(META).map_err(VaultError::storage)?;
+            meta.insert(META_DB_ID, db_id.as_bytes())
+                .map_err(VaultError::storage)?;
+            meta.insert(META_KEYRING, wrapped.as_slice())
+                .map_err(VaultError::storage)?;
+            for table in [CONNECTIONS, CREDENTIALS, TENANT_INDEX, LINKS, FLOWS] {
+                txn.open_table(table).map_err(VaultError::storage)?;
+            }
+        }
+        txn.commit().map_err(VaultError::storage)?;
+        Ok((
+            RedbStore { db, keyring },
+            Opened::Created {
+                identity_generated: !identity_exists,
+            },
+        ))
+    }
+
+    fn seal<T: Serialize>(&self, table: &str, key: &str, value: &T) -> Result<Vec<u8>, VaultError> {
+        let plain = zeroize::Zeroizing::new(serde_json::to_vec(value).map_err(VaultError::corrupt)?);
+        self.keyring.seal(table, key, &plain)
+    }
+
+    fn open_value<T: DeserializeOwned>(
+        &self,
+        table: &str,
+        key: &str,
+        sealed: &[u8],
+    ) -> Result<T, VaultError> {
+        let plain = self.keyring.open(table, key, sealed)?;
+        serde_json::from_slice(&plain).map_err(VaultError::corrupt)
+    }
+
+    fn get<T: DeserializeOwned>(
+        &self,
+        def: TableDefinition<&str, &[u8]>,
+        key: &str,
+    ) -> Result<Option<T>, VaultError> {
+        let txn = self.db.begin_read().map_err(VaultError::storage)?;
+        let table = txn.open_table(def).map_err(VaultError::storage)?;
+        let Some(guard) = table.get(key).map_err(VaultError::storage)? else {
+            return Ok(None);
+        };
+        self.open_value(def.name(), key, guard.value()).map(Some)
+    }
+
+    fn insert<T: Serialize>(
+        &self,
+        txn: &WriteTransaction,
+        def: TableDefinition<&str, &[u8]>,
+        key: &str,
+        value: &T,
+    ) -> Result<(), VaultError> {
+        let sealed = self.seal(def.name(), key, value)?;
+        let mut table = txn.open_table(def).map_err(VaultError::storage)?;
+        table
+            .insert(key, sealed.as_slice())
+            .map_err(VaultError::storage)?;
+        Ok(())
+    }
+
+    fn tenant_key(&self, tenant_id: &str, connection_id: &str) -> String {
+        format!("{}/{connection_id}", self.keyring.blind_index("tenant", tenant_id))
+    }
+
+    fn write_connection(
+        &self,
+        txn: &WriteTransaction,
+        connection: &Connection,
+        credentials: CredentialsUpdate<'_>,
+    ) -> Result<(), VaultError> {
+        self.insert(txn, CONNECTIONS, &connection.id, connection)?;
+        let index_key = self.tenant_key(&connection.tenant_id, &connection.id);
+        txn.open_table(TENANT_INDEX)
+            .map_err(VaultError::storage)?
+            .insert(index_key.as_str(), [].as_slice())
+            .map_err(VaultError::storage)?;
+        match credentials {
+            CredentialsUpdate::Keep => {}
+            CredentialsUpdate::Replace(tokens) => {
+                self.insert(txn, CREDENTIALS, &connection.id, tokens)?;
+            }
+            CredentialsUpdate::Delete => {
+                txn.open_table(CREDENTIALS)
+                    .map_err(VaultError::storage)?
+                    .remove(connection.id.as_str())
+                    .map_err(VaultError::storage)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn begin_write(db: &Database) -> Result<WriteTransaction, VaultError> {
+    let mut txn = db.begin_write().map_err(VaultError::storage)?;
+    // Immediate durability is redb's default; two-phase commit guards the commit record itself.
+    txn.set_two_phase_commit(true);
+    Ok(txn)
+}
+
+impl Store for RedbStore {
+    fn create_link(
+        &self,
+        link_hash: &str,
+        link: &Link,
+        connection: &Connection,
+    ) -> Result<(), VaultError> {
+        let txn = begin_write(&self.db)?;
+        self.insert(&txn, LINKS, link_hash, link)?;
+        self.write_connection(&txn, connection, CredentialsUpdate::Keep)?;
+        txn.commit().map_err(VaultError::storage)
+    }
+
+    fn link(&self, link_hash: &str) -> Result<Option<Link>, VaultError> {
+        self.get(LINKS, link_hash)
+    }
+
+    fn put_flow(&self, state_hash: &str, flow: &Flow) -> Result<(), VaultError> {
+        let txn = begin_write(&self.db)?;
+        self.insert(&txn, FLOWS, state_hash, flow)?;
+        txn.commit().map_err(VaultError::storage)
+    }
+
+    fn flow(&self, state_hash: &str) -> Result<Option<Flow>, VaultError> {
+        self.get(FLOWS, state_hash)
+    }
+
+    fn take_flow(&self, state_hash: &str) -> Result<Option<Flow>, VaultError> {
+        let txn = begin_write(&self.db)?;
+        let flow = {
+            let mut table = txn.open_table(FLOWS).map_err(VaultError::storage)?;
+            let removed = table.remove(state_hash).map_err(VaultError::storage)?;
+            match removed {
+                Some(guard) => Some(self.open_value(FLOWS.name(), state_hash, guard.value())?),
+                None => None,
+            }
+        };
+        if flow.is_none() {
+            txn.abort().map_err(VaultError::storage)?;
+            return Ok(None);
+        }
+        txn.commit().map_err(VaultError::storage)?;
+        Ok(flow)
+    }
+
+    fn finish_link(
+        &self,
+        link_hash: &str,
+        connection: &Connection,
+        credentials: CredentialsUpdate<'_>,
+    ) -> Result<(), VaultError> {
+        let txn = begin_write(&self.db)?;
+        let link: Option<Link> = {
+            let table = txn.open_table(LINKS).map_err(VaultError::storage)?;
+            let guard = table.get(link_hash).map_err(VaultError::storage)?;
+            match guard {
+                Some(g) => Some(self.open_value(LINKS.name(), link_hash, g.value())?),
+                None => None,
+            }
+        };
+        if let Some(mut link) = link {
+            link.used_at = Some(connection.updated_at);
+            self.insert(&txn, LINKS, link_hash, &link)?;
+        }
+        self.write_connection(&txn, connection, credentials)?;
+        txn.commit().map_err(VaultError::storage)
+    }
+
+    fn connection(&self, id: &str) -> Result<Option<Connection>, VaultError> {
+        self.get(CONNECTIONS, id)
+    }
+
+    fn list_connections(
+        &self,
+        filter: &ConnectionFilter,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Connection>, VaultError> {
+        let txn = self.db.begin_read().map_err(VaultError::storage)?;
+        let connections = txn.open_table(CONNECTIONS).map_err(VaultError::storage)?;
+        let mut out = Vec::new();
+        let mut consider = |id: &str, sealed: &[u8]| -> Result<bool, VaultError> {
+            let c: Connection = self.open_value(CONNECTIONS.name(), id, sealed)?;
+            if filter.matches(&c) {
+                out.push(c);
+            }
+            Ok(out.len() < limit)
+        };
+        if let Some(tenant) = &filter.tenant_id {
+            let prefix = self.keyring.blind_index("tenant", tenant);
+            let start = format!("{prefix}/{}", after.unwrap_or(""));
+            let end = format!("{prefix}0"); // '0' sorts right after '/'
+            let index = txn.open_table(TENANT_INDEX).map_err(VaultError::storage)?;
+            for entry in index
+                .range(start.as_str()..end.as_str())
+                .map_err(VaultError::storage)?
+            {
+                let (key, _) = entry.map_err(VaultError::storage)?;
+                let Some((_, id)) = key.value().split_once('/') else {
+                    continue;
+                };
+                if Some(id) == after {
+                    continue;
+                }
+                let Some(sealed) = connections.get(id).map_err(VaultError::storage)? else {
+                    continue;
+                };
+                if !consider(id, sealed.value())? {
+                    break;
+                }
+            }
+        } else {
+            let range = match after {
+                Some(a) => connections.range::<&str>((
+                    std::ops::Bound::Excluded(a),
+                    std::ops::Bound::Unbounded,
+                )),
+                None => connections.range::<&str>(..),
+            }
+            .map_err(VaultError::storage)?;
+            for entry in range {
+                let (key, value) = entry.map_err(VaultError::storage)?;
+                if !consider(key.value(), value.value())? {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn credentials(&self, id: &str) -> Result<Option<TokenSet>, VaultError> {
+        self.get(CREDENTIALS, id)
+    }
+
+    fn put_connection(
+        &self,
+        connection: &Connection,
+        credentials: CredentialsUpdate<'_>,
+    ) -> Result<(), VaultError> {
+        let txn = begin_write(&self.db)?;
+        self.write_connection(&txn, connection, credentials)?;
+        txn.commit().map_err(VaultError::storage)
+    }
+
+    fn delete_connection(&self, id: &str) -> Result<bool, VaultError> {
+        let Some(connection) = self.connection(id)? else {
+            return Ok(false);
+        };
+        let txn = begin_write(&self.db)?;
+        {
+            let index_key = self.tenant_key(&connection.tenant_id, id);
+            let mut index = txn.open_table(TENANT_INDEX).map_err(VaultError::storage)?;
+            index.remove(index_key.as_str()).map_err(VaultError::storage)?;
+            let mut creds = txn.open_table(CREDENTIALS).map_err(VaultError::storage)?;
+            creds.remove(id).map_err(VaultError::storage)?;
+            let mut conns = txn.open_table(CONNECTIONS).map_err(VaultError::storage)?;
+            conns.remove(id).map_err(VaultError::storage)?;
+        }
+        txn.commit().map_err(VaultError::storage)?;
+        Ok(true)
+    }
+
+    fn check(&self) -> Result<(), VaultError> {
+        let txn = self.db.begin_read().map_err(VaultError::storage)?;
+        let meta = txn.open_table(META).map_err(VaultError::storage)?;
+        meta.get(META_KEYRING)
+            .map_err(VaultError::storage)?
+            .map(|_| ())
+            .ok_or_else(|| VaultError::Corrupt("the keyring is missing".into()))
+    }
+}

@@ -1,0 +1,70 @@
+//! The storage interface. Handlers and the OAuth flow see only this trait; redb is the embedded
+//! implementation, and a server database can implement the same methods later. Every write
+//! method is one atomic, durable transaction. Implementations seal values themselves.
+
+use crate::connections::model::{Connection, Flow, Link, Status, TokenSet};
+
+use super::VaultError;
+
+#[derive(Debug, Default, Clone)]
+pub struct ConnectionFilter {
+    pub tenant_id: Option<String>,
+    pub plugin: Option<String>,
+    pub status: Option<Status>,
+}
+
+impl ConnectionFilter {
+    pub fn matches(&self, c: &Connection) -> bool {
+        self.tenant_id.as_ref().is_none_or(|t| *t == c.tenant_id)
+            && self.plugin.as_ref().is_none_or(|p| *p == c.plugin)
+            && self.status.is_none_or(|s| s == c.status)
+    }
+}
+
+/// What a connection write does to the stored credentials.
+pub enum CredentialsUpdate<'a> {
+    Keep,
+    Replace(&'a TokenSet),
+    Delete,
+}
+
+pub trait Store: Send + Sync {
+    /// Stores a new link together with its connection (created or updated) in one transaction.
+    fn create_link(&self, link_hash: &str, link: &Link, connection: &Connection)
+        -> Result<(), VaultError>;
+    fn link(&self, link_hash: &str) -> Result<Option<Link>, VaultError>;
+
+    fn put_flow(&self, state_hash: &str, flow: &Flow) -> Result<(), VaultError>;
+    fn flow(&self, state_hash: &str) -> Result<Option<Flow>, VaultError>;
+    /// Removes and returns the flow: the single-use guarantee for `state`. `None` when another
+    /// request took it first.
+    fn take_flow(&self, state_hash: &str) -> Result<Option<Flow>, VaultError>;
+
+    /// Ends a link's life: marks it used and writes the connection (and its credentials).
+    fn finish_link(
+        &self,
+        link_hash: &str,
+        connection: &Connection,
+        credentials: CredentialsUpdate<'_>,
+    ) -> Result<(), VaultError>;
+
+    fn connection(&self, id: &str) -> Result<Option<Connection>, VaultError>;
+    /// Connections in id (creation) order after `after`, at most `limit`.
+    fn list_connections(
+        &self,
+        filter: &ConnectionFilter,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Connection>, VaultError>;
+    fn credentials(&self, id: &str) -> Result<Option<TokenSet>, VaultError>;
+    fn put_connection(
+        &self,
+        connection: &Connection,
+        credentials: CredentialsUpdate<'_>,
+    ) -> Result<(), VaultError>;
+    /// Deletes the connection, its credentials and index entries. `false` if it did not exist.
+    fn delete_connection(&self, id: &str) -> Result<bool, VaultError>;
+
+    /// Cheap liveness check of storage and keys.
+    fn check(&self) -> Result<(), VaultError>;
+}
