@@ -38,34 +38,43 @@ pub fn build_app(
     let sandbox_enabled = state.sandbox.is_some();
     App::new()
         .app_data(web::Data::new(state))
-        .app_data(web::JsonConfig::default().limit(limit).error_handler(|e, _| {
-            use actix_web::error::JsonPayloadError as J;
-            match e {
-                J::Overflow { limit } | J::OverflowKnownLength { limit, .. } => {
-                    AppError::PayloadTooLarge(limit).into()
-                }
-                J::ContentType => AppError::bad_request(
-                    "invalid_content_type",
-                    "expected Content-Type: application/json",
-                )
-                .into(),
-                other => AppError::bad_request("invalid_json", other.to_string()).into(),
-            }
-        }))
+        .app_data(
+            web::JsonConfig::default()
+                .limit(limit)
+                .error_handler(|e, _| {
+                    use actix_web::error::JsonPayloadError as J;
+                    match e {
+                        J::Overflow { limit } | J::OverflowKnownLength { limit, .. } => {
+                            AppError::PayloadTooLarge(limit).into()
+                        }
+                        J::ContentType => AppError::bad_request(
+                            "invalid_content_type",
+                            "expected Content-Type: application/json",
+                        )
+                        .into(),
+                        other => AppError::bad_request("invalid_json", other.to_string()).into(),
+                    }
+                }),
+        )
         .app_data(web::FormConfig::default().limit(limit))
         .app_data(web::PayloadConfig::default().limit(limit))
-        .app_data(web::QueryConfig::default().error_handler(|e, _| {
-            AppError::bad_request("invalid_query", e.to_string()).into()
-        }))
-        .app_data(web::PathConfig::default().error_handler(|e, _| {
-            AppError::bad_request("invalid_path", e.to_string()).into()
-        }))
+        .app_data(
+            web::QueryConfig::default()
+                .error_handler(|e, _| AppError::bad_request("invalid_query", e.to_string()).into()),
+        )
+        .app_data(
+            web::PathConfig::default()
+                .error_handler(|e, _| AppError::bad_request("invalid_path", e.to_string()).into()),
+        )
         .wrap(security_headers())
         .wrap(middleware::from_fn(auth::log_request))
         .route("/healthz", web::get().to(pages::healthz))
         .route("/assets/{file}", web::get().to(assets::serve))
         .route("/connect/{token}", web::get().to(pages::connect_page))
-        .route("/connect/{token}/authorize", web::get().to(pages::authorize))
+        .route(
+            "/connect/{token}/authorize",
+            web::get().to(pages::authorize),
+        )
         .route("/oauth/callback", web::get().to(pages::callback))
         .service(
             web::scope("/v1")
@@ -74,9 +83,15 @@ pub fn build_app(
                 .route("/plugins", web::get().to(admin::list_plugins))
                 .route("/connections", web::get().to(admin::list_connections))
                 .route("/connections/{id}", web::get().to(admin::get_connection))
-                .route("/connections/{id}", web::delete().to(admin::delete_connection))
+                .route(
+                    "/connections/{id}",
+                    web::delete().to(admin::delete_connection),
+                )
                 .route("/connections/{id}/token", web::get().to(admin::get_token))
-                .route("/connections/{id}/revoke", web::post().to(admin::revoke_connection))
+                .route(
+                    "/connections/{id}/revoke",
+                    web::post().to(admin::revoke_connection),
+                )
                 .default_service(web::to(admin::not_found)),
         )
         .configure(|cfg| {

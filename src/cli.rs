@@ -13,10 +13,20 @@ const EXAMPLE_CONFIG: &str = include_str!("../config.example.toml");
 const EXAMPLE_ADMIN_KEY: &str = "change-me-to-a-long-random-admin-key";
 
 #[derive(Parser, Debug)]
-#[command(name = "connect-appliance", version, about = "Self-hosted Connect Links: hosted OAuth connect pages, callbacks and an encrypted token vault")]
+#[command(
+    name = "connect-appliance",
+    version,
+    about = "Self-hosted Connect Links: hosted OAuth connect pages, callbacks and an encrypted token vault"
+)]
 pub struct Cli {
     /// Path to the TOML configuration file.
-    #[arg(long, short, global = true, default_value = "config.toml", env = "CONNECT_APPLIANCE_CONFIG")]
+    #[arg(
+        long,
+        short,
+        global = true,
+        default_value = "config.toml",
+        env = "CONNECT_APPLIANCE_CONFIG"
+    )]
     pub config: PathBuf,
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -55,7 +65,11 @@ fn check(path: &Path) -> ExitCode {
     let mut ok = true;
     if config.storage.path.exists() {
         match RedbStore::open(&config.storage.path, &config.vault.identity_file) {
-            Ok(_) => println!("vault: {} opens with {}", config.storage.path.display(), config.vault.identity_file.display()),
+            Ok(_) => println!(
+                "vault: {} opens with {}",
+                config.storage.path.display(),
+                config.vault.identity_file.display()
+            ),
             Err(e) => {
                 ok = false;
                 println!("vault: PROBLEM: {e}");
@@ -73,7 +87,11 @@ fn check(path: &Path) -> ExitCode {
         println!("vault: no database or identity yet; both will be created on first start");
     }
     for (id, plugin) in &config.plugins {
-        let state = if plugin.has_credentials() { "ready" } else { "MISSING client secret (set it or its environment variable)" };
+        let state = if plugin.has_credentials() {
+            "ready"
+        } else {
+            "MISSING client secret (set it or its environment variable)"
+        };
         println!("plugin {id}: {} — {state}", plugin.display_name_or(id));
     }
     if ok {
@@ -88,24 +106,26 @@ fn init(dir: &Path) -> ExitCode {
     let identity_path = dir.join("data/vault-identity.txt");
     for p in [&config_path, &identity_path] {
         if p.exists() {
-            eprintln!("error: {} already exists; refusing to overwrite it", p.display());
+            eprintln!(
+                "error: {} already exists; refusing to overwrite it",
+                p.display()
+            );
             return ExitCode::from(2);
         }
     }
     let key = hex::encode(crate::vault::random_bytes::<32>());
     let text = EXAMPLE_CONFIG.replace(EXAMPLE_ADMIN_KEY, &key);
-    let written = std::fs::create_dir_all(dir)
-        .and_then(|()| {
-            let mut options = std::fs::OpenOptions::new();
-            options.write(true).create_new(true);
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::OpenOptionsExt;
-                options.mode(0o600);
-            }
-            use std::io::Write;
-            options.open(&config_path)?.write_all(text.as_bytes())
-        });
+    let written = std::fs::create_dir_all(dir).and_then(|()| {
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        use std::io::Write;
+        options.open(&config_path)?.write_all(text.as_bytes())
+    });
     if let Err(e) = written {
         eprintln!("error: cannot write {}: {e}", config_path.display());
         return ExitCode::from(1);
@@ -115,8 +135,14 @@ fn init(dir: &Path) -> ExitCode {
         return ExitCode::from(1);
     }
     println!("wrote {} (admin key: {key})", config_path.display());
-    println!("wrote {} — back it up separately: without it the database cannot be read", identity_path.display());
-    println!("start with: connect-appliance --config {}", config_path.display());
+    println!(
+        "wrote {} — back it up separately: without it the database cannot be read",
+        identity_path.display()
+    );
+    println!(
+        "start with: connect-appliance --config {}",
+        config_path.display()
+    );
     ExitCode::SUCCESS
 }
 

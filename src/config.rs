@@ -81,7 +81,11 @@ pub struct AdminConfig {
 
 impl std::fmt::Debug for AdminConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "AdminConfig {{ api_keys: [{} redacted] }}", self.api_keys.len())
+        write!(
+            f,
+            "AdminConfig {{ api_keys: [{} redacted] }}",
+            self.api_keys.len()
+        )
     }
 }
 
@@ -90,10 +94,12 @@ impl AdminConfig {
     pub fn key_hashes(&self) -> Vec<[u8; 32]> {
         self.api_keys
             .iter()
-            .map(|k| match k.strip_prefix("sha256:").and_then(decode_sha256_hex) {
-                Some(h) => h,
-                None => Sha256::digest(k.as_bytes()).into(),
-            })
+            .map(
+                |k| match k.strip_prefix("sha256:").and_then(decode_sha256_hex) {
+                    Some(h) => h,
+                    None => Sha256::digest(k.as_bytes()).into(),
+                },
+            )
             .collect()
     }
 }
@@ -247,8 +253,7 @@ impl Config {
             }
         }
         if let Some(url) = &self.server.public_url {
-            check_http_url(url, true)
-                .map_err(|m| invalid("server.public_url", m))?;
+            check_http_url(url, true).map_err(|m| invalid("server.public_url", m))?;
             if url.query().is_some() || url.fragment().is_some() {
                 return Err(invalid(
                     "server.public_url",
@@ -286,9 +291,9 @@ impl Config {
         for id in self.plugins.keys() {
             let ok = !id.is_empty()
                 && id.len() <= 64
-                && id
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+                && id.bytes().all(|b| {
+                    b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-'
+                });
             if !ok {
                 return Err(invalid(
                     &format!("plugins.{id}"),

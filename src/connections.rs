@@ -14,7 +14,9 @@ use crate::oauth::{Backchannel, OAuthError, Providers};
 use crate::vault::{ConnectionFilter, Store, VaultError};
 use model::{Connection, Status};
 
-pub use flow::{AuthorizeStart, CallbackOutcome, CallbackParams, LinkCreated, LinkRequest, LinkView};
+pub use flow::{
+    AuthorizeStart, CallbackOutcome, CallbackParams, LinkCreated, LinkRequest, LinkView,
+};
 pub use tokens::{AccessTokenView, RevokeOutcome};
 
 #[derive(Debug, thiserror::Error)]
@@ -163,7 +165,10 @@ impl Connections {
     }
 
     fn lock_for(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {
-        let mut map = self.in_flight.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut map = self
+            .in_flight
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         map.retain(|_, lock| Arc::strong_count(lock) > 1);
         Arc::clone(map.entry(id.to_string()).or_default())
     }

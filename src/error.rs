@@ -58,7 +58,9 @@ impl AppError {
                 C::Vault(VaultError::Storage(_)) => {
                     (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable")
                 }
-                C::Vault(_) | C::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
+                C::Vault(_) | C::Internal(_) => {
+                    (StatusCode::INTERNAL_SERVER_ERROR, "internal_error")
+                }
             },
         }
     }

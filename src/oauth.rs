@@ -6,11 +6,13 @@ mod exchange;
 
 use std::collections::BTreeMap;
 
-use oauth2::basic::{BasicErrorResponse, BasicRevocationErrorResponse, BasicTokenIntrospectionResponse, BasicTokenType};
+use oauth2::basic::{
+    BasicErrorResponse, BasicRevocationErrorResponse, BasicTokenIntrospectionResponse,
+    BasicTokenType,
+};
 use oauth2::{
-    AuthType, AuthUrl, ClientId, ClientSecret, CsrfToken, EndpointMaybeSet, EndpointNotSet,
-    EndpointSet, PkceCodeChallenge, RedirectUrl, RevocationUrl, StandardRevocableToken,
-    StandardTokenResponse, TokenUrl,
+    AuthType, AuthUrl, ClientId, ClientSecret, CsrfToken, EndpointNotSet, EndpointSet,
+    PkceCodeChallenge, RedirectUrl, StandardRevocableToken, StandardTokenResponse, TokenUrl,
 };
 use url::Url;
 
@@ -30,7 +32,7 @@ type OAuthClient = oauth2::Client<
     EndpointSet,
     EndpointNotSet,
     EndpointNotSet,
-    EndpointMaybeSet,
+    EndpointNotSet,
     EndpointSet,
 >;
 
@@ -78,14 +80,18 @@ impl Provider {
     }
 
     fn client(&self) -> Result<&OAuthClient, OAuthError> {
-        self.client
-            .as_ref()
-            .ok_or_else(|| OAuthError::Misconfigured(format!("plugin {} has no client credentials", self.id)))
+        self.client.as_ref().ok_or_else(|| {
+            OAuthError::Misconfigured(format!("plugin {} has no client credentials", self.id))
+        })
     }
 
     /// Builds the authorization URL for `state`, with a fresh PKCE S256 pair unless the plugin
     /// opted out.
-    pub fn authorize(&self, state: &str, scopes: &[String]) -> Result<AuthorizeRequest, OAuthError> {
+    pub fn authorize(
+        &self,
+        state: &str,
+        scopes: &[String],
+    ) -> Result<AuthorizeRequest, OAuthError> {
         let client = self.client()?;
         let state = state.to_string();
         let mut request = client.authorize_url(move || CsrfToken::new(state));
@@ -125,12 +131,23 @@ impl Providers {
                         join(public_url, "sandbox/authorize"),
                         join(public_url, "sandbox/token"),
                         Some(join(public_url, "sandbox/revoke")),
-                        Some(plugin.api_base_url.clone().unwrap_or_else(|| join(public_url, "sandbox/api"))),
+                        Some(
+                            plugin
+                                .api_base_url
+                                .clone()
+                                .unwrap_or_else(|| join(public_url, "sandbox/api")),
+                        ),
                         Some(join(public_url, "sandbox").to_string()),
                     ),
                     ProviderKind::Custom => (
-                        plugin.authorization_url.clone().ok_or_else(|| missing(id, "authorization_url"))?,
-                        plugin.token_url.clone().ok_or_else(|| missing(id, "token_url"))?,
+                        plugin
+                            .authorization_url
+                            .clone()
+                            .ok_or_else(|| missing(id, "authorization_url"))?,
+                        plugin
+                            .token_url
+                            .clone()
+                            .ok_or_else(|| missing(id, "token_url"))?,
                         plugin.revocation_url.clone(),
                         plugin.api_base_url.clone(),
                         plugin.issuer.clone(),
@@ -142,7 +159,6 @@ impl Providers {
                         .set_client_secret(ClientSecret::new(secret.clone()))
                         .set_auth_uri(AuthUrl::from_url(authorization_url.clone()))
                         .set_token_uri(TokenUrl::from_url(token_url.clone()))
-                        .set_revocation_url_option(revocation_url.clone().map(RevocationUrl::from_url))
                         .set_redirect_uri(redirect.clone())
                         .set_auth_type(match plugin.token_auth_method {
                             AuthMethod::ClientSecretBasic => AuthType::BasicAuth,

@@ -116,23 +116,33 @@ impl Sandbox {
     }
 
     fn inner(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Validates an authorization request and parks it until the user decides.
     pub fn begin(&self, q: AuthorizeQuery) -> Result<(String, PendingRequest), SandboxError> {
-        let client_id = q.client_id.ok_or(SandboxError::BadRequest("client_id is missing"))?;
+        let client_id = q
+            .client_id
+            .ok_or(SandboxError::BadRequest("client_id is missing"))?;
         if !self.clients.contains_key(&client_id) {
             return Err(SandboxError::BadRequest("unknown client_id"));
         }
         if q.redirect_uri.as_deref() != Some(self.redirect_uri.as_str()) {
-            return Err(SandboxError::BadRequest("redirect_uri is not registered for this client"));
+            return Err(SandboxError::BadRequest(
+                "redirect_uri is not registered for this client",
+            ));
         }
         if q.response_type.as_deref() != Some("code") {
-            return Err(SandboxError::BadRequest("only response_type=code is supported"));
+            return Err(SandboxError::BadRequest(
+                "only response_type=code is supported",
+            ));
         }
         if q.code_challenge.is_some() && q.code_challenge_method.as_deref() != Some("S256") {
-            return Err(SandboxError::BadRequest("only code_challenge_method=S256 is supported"));
+            return Err(SandboxError::BadRequest(
+                "only code_challenge_method=S256 is supported",
+            ));
         }
         let request = PendingRequest {
             client_id,
@@ -162,7 +172,9 @@ impl Sandbox {
             .requests
             .remove(request_id)
             .filter(|r| r.expires_at > now())
-            .ok_or(SandboxError::BadRequest("this authorization request expired or was already answered"))?;
+            .ok_or(SandboxError::BadRequest(
+                "this authorization request expired or was already answered",
+            ))?;
         if !approve {
             return Ok((request, None));
         }
@@ -176,7 +188,11 @@ impl Sandbox {
                 code_challenge: request.code_challenge.clone(),
                 grant: Grant {
                     id: new_secret_token(),
-                    sub: if sub.is_empty() { "sandbox-user".into() } else { sub },
+                    sub: if sub.is_empty() {
+                        "sandbox-user".into()
+                    } else {
+                        sub
+                    },
                     scope: request.scope.clone(),
                     client_id: request.client_id.clone(),
                 },
@@ -187,7 +203,11 @@ impl Sandbox {
     }
 
     /// Client authentication: Basic header or form fields, secrets compared in constant time.
-    pub fn authenticate(&self, client_id: Option<&str>, secret: Option<&str>) -> Result<String, SandboxError> {
+    pub fn authenticate(
+        &self,
+        client_id: Option<&str>,
+        secret: Option<&str>,
+    ) -> Result<String, SandboxError> {
         let (Some(id), Some(secret)) = (client_id, secret) else {
             return Err(SandboxError::InvalidClient);
         };
@@ -208,38 +228,69 @@ impl Sandbox {
     ) -> Result<IssuedTokens, SandboxError> {
         let mut inner = self.inner();
         inner.token_requests += 1;
-        let invalid = SandboxError::OAuth("invalid_grant", "the code is invalid, expired or already used");
+        let invalid = SandboxError::OAuth(
+            "invalid_grant",
+            "the code is invalid, expired or already used",
+        );
         let entry = inner.codes.remove(code).ok_or(invalid)?;
-        if entry.expires_at <= now() || entry.client_id != client_id || redirect_uri != Some(entry.redirect_uri.as_str()) {
-            return Err(SandboxError::OAuth("invalid_grant", "the code does not match this client or redirect_uri"));
+        if entry.expires_at <= now()
+            || entry.client_id != client_id
+            || redirect_uri != Some(entry.redirect_uri.as_str())
+        {
+            return Err(SandboxError::OAuth(
+                "invalid_grant",
+                "the code does not match this client or redirect_uri",
+            ));
         }
         if let Some(challenge) = &entry.code_challenge {
             let Some(verifier) = verifier else {
-                return Err(SandboxError::OAuth("invalid_grant", "code_verifier is required"));
+                return Err(SandboxError::OAuth(
+                    "invalid_grant",
+                    "code_verifier is required",
+                ));
             };
-            let computed = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
+            let computed = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .encode(Sha256::digest(verifier.as_bytes()));
             if !bool::from(computed.as_bytes().ct_eq(challenge.as_bytes())) {
-                return Err(SandboxError::OAuth("invalid_grant", "PKCE verification failed"));
+                return Err(SandboxError::OAuth(
+                    "invalid_grant",
+                    "PKCE verification failed",
+                ));
             }
         }
         Ok(self.issue(&mut inner, entry.grant))
     }
 
-    pub fn refresh(&self, client_id: &str, refresh_token: &str) -> Result<IssuedTokens, SandboxError> {
+    pub fn refresh(
+        &self,
+        client_id: &str,
+        refresh_token: &str,
+    ) -> Result<IssuedTokens, SandboxError> {
         let mut inner = self.inner();
         inner.token_requests += 1;
         if let Some(grant_id) = inner.rotated.remove(refresh_token) {
             kill_grant(&mut inner, &grant_id);
-            return Err(SandboxError::OAuth("invalid_grant", "refresh token reuse detected; grant revoked"));
+            return Err(SandboxError::OAuth(
+                "invalid_grant",
+                "refresh token reuse detected; grant revoked",
+            ));
         }
         let grant = inner
             .refresh
             .remove(refresh_token)
-            .ok_or(SandboxError::OAuth("invalid_grant", "unknown refresh token"))?;
+            .ok_or(SandboxError::OAuth(
+                "invalid_grant",
+                "unknown refresh token",
+            ))?;
         if grant.client_id != client_id {
-            return Err(SandboxError::OAuth("invalid_grant", "refresh token belongs to another client"));
+            return Err(SandboxError::OAuth(
+                "invalid_grant",
+                "refresh token belongs to another client",
+            ));
         }
-        inner.rotated.insert(refresh_token.to_string(), grant.id.clone());
+        inner
+            .rotated
+            .insert(refresh_token.to_string(), grant.id.clone());
         Ok(self.issue(&mut inner, grant))
     }
 
@@ -249,7 +300,9 @@ impl Sandbox {
         inner.codes.retain(|_, c| c.expires_at > t);
         let access = format!("sbx_at_{}", new_secret_token());
         let refresh = format!("sbx_rt_{}", new_secret_token());
-        inner.access.insert(access.clone(), (grant.clone(), t + self.token_ttl));
+        inner
+            .access
+            .insert(access.clone(), (grant.clone(), t + self.token_ttl));
         let scope = grant.scope.clone();
         inner.refresh.insert(refresh.clone(), grant);
         IssuedTokens {
@@ -267,7 +320,11 @@ impl Sandbox {
             if grant.client_id == client_id {
                 kill_grant(&mut inner, &grant.id);
             }
-        } else if inner.access.get(token).is_some_and(|(g, _)| g.client_id == client_id) {
+        } else if inner
+            .access
+            .get(token)
+            .is_some_and(|(g, _)| g.client_id == client_id)
+        {
             inner.access.remove(token);
         }
     }

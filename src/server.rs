@@ -25,7 +25,10 @@ pub enum StartError {
     #[error(transparent)]
     Vault(#[from] VaultError),
     #[error("cannot listen on {addr}: {source}")]
-    Bind { addr: String, source: std::io::Error },
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     OAuth(#[from] OAuthError),
     #[error("cannot build the HTTP client: {0}")]
@@ -54,7 +57,8 @@ pub fn run(config_path: &Path) -> ExitCode {
 
 fn init_tracing() {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("CONNECT_APPLIANCE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter =
+        EnvFilter::try_from_env("CONNECT_APPLIANCE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -64,7 +68,9 @@ fn init_tracing() {
 pub async fn serve(config: Config) -> Result<(), StartError> {
     let (store, opened) = RedbStore::open(&config.storage.path, &config.vault.identity_file)?;
     match opened {
-        crate::vault::Opened::Existing => tracing::info!(db = %config.storage.path.display(), "opened the vault"),
+        crate::vault::Opened::Existing => {
+            tracing::info!(db = %config.storage.path.display(), "opened the vault")
+        }
         crate::vault::Opened::Created { identity_generated } => {
             if identity_generated {
                 tracing::warn!(identity = %config.vault.identity_file.display(), "generated a new vault identity; back it up separately from the database");
@@ -83,7 +89,8 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
     let bound = listener.local_addr()?;
     let public_url = match &config.server.public_url {
         Some(u) => u.clone(),
-        None => Url::parse(&format!("http://{bound}")).map_err(|e| StartError::Io(std::io::Error::other(e)))?,
+        None => Url::parse(&format!("http://{bound}"))
+            .map_err(|e| StartError::Io(std::io::Error::other(e)))?,
     };
     let providers = Arc::new(Providers::from_config(&config, &public_url)?);
     let sandbox = config.sandbox.enabled.then(|| {

@@ -68,7 +68,10 @@ impl std::fmt::Debug for PluginConfig {
             .field("authorization_url", &self.authorization_url)
             .field("token_url", &self.token_url)
             .field("client_id", &self.client_id)
-            .field("client_secret", &self.client_secret.as_ref().map(|_| "[redacted]"))
+            .field(
+                "client_secret",
+                &self.client_secret.as_ref().map(|_| "[redacted]"),
+            )
             .field("scopes", &self.scopes)
             .finish_non_exhaustive()
     }

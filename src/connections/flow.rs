@@ -117,7 +117,10 @@ impl Connections {
         self.blocking(move |s| s.create_link(&hash, &stored, &conn))
             .await?;
         Ok(LinkCreated {
-            connect_url: crate::oauth::join(&self.settings.public_url, &format!("connect/{link_token}")),
+            connect_url: crate::oauth::join(
+                &self.settings.public_url,
+                &format!("connect/{link_token}"),
+            ),
             link_token,
             expires_at: link.expires_at,
             connection_id: connection.id,
@@ -159,10 +162,14 @@ impl Connections {
         let (link_hash, link, provider) = self.live_link(link_token).await?;
         let state = new_secret_token();
         let browser = new_secret_token();
-        let request = provider.authorize(&state, &link.scopes).map_err(|e| match e {
-            OAuthError::Misconfigured(_) => ConnectError::MissingCredentials(provider.id.clone()),
-            other => ConnectError::Internal(other.to_string()),
-        })?;
+        let request = provider
+            .authorize(&state, &link.scopes)
+            .map_err(|e| match e {
+                OAuthError::Misconfigured(_) => {
+                    ConnectError::MissingCredentials(provider.id.clone())
+                }
+                other => ConnectError::Internal(other.to_string()),
+            })?;
         let flow = Flow {
             link_hash,
             connection_id: link.connection_id,
@@ -183,7 +190,11 @@ impl Connections {
 
     /// Cookie names are per flow, so two attempts in one browser do not overwrite each other.
     pub fn flow_cookie_name(&self, state: &str) -> String {
-        let prefix = if self.settings.secure_cookies { "__Host-" } else { "" };
+        let prefix = if self.settings.secure_cookies {
+            "__Host-"
+        } else {
+            ""
+        };
         format!("{prefix}ca_flow_{}", &token_hash(state)[..16])
     }
 
@@ -208,8 +219,9 @@ impl Connections {
         if flow.expires_at <= now() {
             return Err(ConnectError::ResolveFailed("expired state"));
         }
-        let presented = cookie(&self.flow_cookie_name(state))
-            .ok_or(ConnectError::ResolveFailed("no flow cookie in this browser"))?;
+        let presented = cookie(&self.flow_cookie_name(state)).ok_or(
+            ConnectError::ResolveFailed("no flow cookie in this browser"),
+        )?;
         let same_browser: bool = token_hash(&presented)
             .as_bytes()
             .ct_eq(flow.browser_hash.as_bytes())
@@ -232,15 +244,30 @@ impl Connections {
         let key = link_hash.clone();
         let link = self.blocking(move |s| s.link(&key)).await?;
         let mut connection = self.get(&flow.connection_id).await?;
-        let redirect_base = link.and_then(|l| l.redirect_url).and_then(|u| Url::parse(&u).ok());
+        let redirect_base = link
+            .and_then(|l| l.redirect_url)
+            .and_then(|u| Url::parse(&u).ok());
 
         if let Some(error) = params.error {
             let code = sanitize_error_code(&error);
             let description = params.error_description.map(|d| truncate(&d, 300));
-            connection.mark_failed(&code, description.as_deref().unwrap_or("the provider returned an error"));
-            self.finish(&link_hash, &connection, CredentialsUpdate::Keep).await?;
+            connection.mark_failed(
+                &code,
+                description
+                    .as_deref()
+                    .unwrap_or("the provider returned an error"),
+            );
+            self.finish(&link_hash, &connection, CredentialsUpdate::Keep)
+                .await?;
             let redirect = redirect_base.map(|u| {
-                with_query(u, &[("status", "error"), ("error", &code), ("connection_id", &connection.id)])
+                with_query(
+                    u,
+                    &[
+                        ("status", "error"),
+                        ("error", &code),
+                        ("connection_id", &connection.id),
+                    ],
+                )
             });
             return Ok(CallbackOutcome {
                 connection,
@@ -249,9 +276,15 @@ impl Connections {
             });
         }
         let Some(code) = params.code.filter(|c| !c.is_empty() && c.len() <= 4096) else {
-            connection.mark_failed("oauth_callback_failed", "the provider sent no authorization code");
-            self.finish(&link_hash, &connection, CredentialsUpdate::Keep).await?;
-            return Err(ConnectError::OAuthCallbackFailed("no authorization code".into()));
+            connection.mark_failed(
+                "oauth_callback_failed",
+                "the provider sent no authorization code",
+            );
+            self.finish(&link_hash, &connection, CredentialsUpdate::Keep)
+                .await?;
+            return Err(ConnectError::OAuthCallbackFailed(
+                "no authorization code".into(),
+            ));
         };
         match provider
             .exchange_code(&self.backchannel, &code, flow.pkce_verifier.as_deref())
@@ -264,7 +297,10 @@ impl Connections {
                     .await?;
                 tracing::info!(connection = %connection.id, plugin = %connection.plugin, "connection connected");
                 let redirect = redirect_base.map(|u| {
-                    with_query(u, &[("status", "connected"), ("connection_id", &connection.id)])
+                    with_query(
+                        u,
+                        &[("status", "connected"), ("connection_id", &connection.id)],
+                    )
                 });
                 Ok(CallbackOutcome {
                     connection,
@@ -275,7 +311,8 @@ impl Connections {
             Err(e) => {
                 tracing::warn!(connection = %connection.id, plugin = %connection.plugin, error = %e, "code exchange failed");
                 connection.mark_failed("oauth_callback_failed", &e.to_string());
-                self.finish(&link_hash, &connection, CredentialsUpdate::Keep).await?;
+                self.finish(&link_hash, &connection, CredentialsUpdate::Keep)
+                    .await?;
                 Err(ConnectError::OAuthCallbackFailed(e.to_string()))
             }
         }
@@ -351,7 +388,9 @@ fn with_query(mut url: Url, pairs: &[(&str, &str)]) -> Url {
 fn sanitize_error_code(code: &str) -> String {
     let ok = !code.is_empty()
         && code.len() <= 64
-        && code.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-');
+        && code
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-');
     if ok {
         code.to_string()
     } else {

@@ -33,7 +33,11 @@ pub struct RevokeOutcome {
 
 impl Connections {
     /// A token valid for at least the configured margin, refreshed first when it is not.
-    pub async fn access_token(&self, id: &str, force_refresh: bool) -> Result<AccessTokenView, ConnectError> {
+    pub async fn access_token(
+        &self,
+        id: &str,
+        force_refresh: bool,
+    ) -> Result<AccessTokenView, ConnectError> {
         let (connection, tokens) = self.connected(id).await?;
         if !force_refresh && !self.needs_refresh(&tokens) {
             return Ok(AccessTokenView::from(&tokens));
@@ -41,7 +45,12 @@ impl Connections {
         if tokens.refresh_token.is_none() {
             return match tokens.expires_at {
                 Some(exp) if exp <= now() => {
-                    self.expire(connection, "token_expired", "the access token expired and the provider issued no refresh token").await?;
+                    self.expire(
+                        connection,
+                        "token_expired",
+                        "the access token expired and the provider issued no refresh token",
+                    )
+                    .await?;
                     Err(ConnectError::NotConnected(Status::Expired))
                 }
                 _ => Ok(AccessTokenView::from(&tokens)),
@@ -73,13 +82,16 @@ impl Connections {
                 connection.mark_refreshed(&new_tokens);
                 // The rotated refresh token is durable before the new access token leaves.
                 let (conn, stored) = (connection.clone(), new_tokens.clone());
-                self.blocking(move |s| s.put_connection(&conn, CredentialsUpdate::Replace(&stored)))
-                    .await?;
+                self.blocking(move |s| {
+                    s.put_connection(&conn, CredentialsUpdate::Replace(&stored))
+                })
+                .await?;
                 tracing::info!(connection = %connection.id, plugin = %connection.plugin, "token refreshed");
                 Ok(AccessTokenView::from(&new_tokens))
             }
             Err(OAuthError::Rejected { code, description }) if is_grant_dead(&code) => {
-                let message = description.unwrap_or_else(|| "the provider rejected the refresh token".into());
+                let message =
+                    description.unwrap_or_else(|| "the provider rejected the refresh token".into());
                 tracing::warn!(connection = %connection.id, plugin = %connection.plugin, %code, "refresh rejected; connection expired");
                 self.expire(connection, &code, &message).await?;
                 Err(ConnectError::ConnectionExpired(code))
@@ -92,7 +104,12 @@ impl Connections {
         }
     }
 
-    async fn expire(&self, mut connection: Connection, code: &str, message: &str) -> Result<(), ConnectError> {
+    async fn expire(
+        &self,
+        mut connection: Connection,
+        code: &str,
+        message: &str,
+    ) -> Result<(), ConnectError> {
         connection.mark_expired(code, message);
         self.blocking(move |s| s.put_connection(&connection, CredentialsUpdate::Keep))
             .await

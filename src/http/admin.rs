@@ -132,7 +132,10 @@ pub async fn list_connections(
     };
     let limit = q.limit.unwrap_or(50);
     if !(1..=200).contains(&limit) {
-        return Err(AppError::bad_request("invalid_query", "limit must be between 1 and 200"));
+        return Err(AppError::bad_request(
+            "invalid_query",
+            "limit must be between 1 and 200",
+        ));
     }
     let filter = ConnectionFilter {
         tenant_id: q.tenant_id.filter(|t| !t.is_empty()),

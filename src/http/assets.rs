@@ -10,7 +10,11 @@ struct Assets;
 pub async fn serve(file: web::Path<String>) -> HttpResponse {
     match Assets::get(&file) {
         Some(content) => HttpResponse::Ok()
-            .content_type(mime_guess::from_path(file.as_str()).first_or_octet_stream().as_ref())
+            .content_type(
+                mime_guess::from_path(file.as_str())
+                    .first_or_octet_stream()
+                    .as_ref(),
+            )
             .insert_header(("Cache-Control", "public, max-age=86400"))
             .body(content.data.into_owned()),
         None => HttpResponse::NotFound()

@@ -62,7 +62,9 @@ impl ResponseError for PageError {
         let (status, code) = self.0.status_and_code();
         if status.is_server_error() {
             tracing::error!(%code, error = %self.0, "page failed");
-        } else if let AppError::Connect(crate::connections::ConnectError::ResolveFailed(r)) = &self.0 {
+        } else if let AppError::Connect(crate::connections::ConnectError::ResolveFailed(r)) =
+            &self.0
+        {
             tracing::warn!(%code, reason = %r, "callback refused");
         }
         let title = match status {
@@ -158,7 +160,10 @@ pub async fn callback(
     query: web::Query<CallbackQuery>,
 ) -> Result<HttpResponse, PageError> {
     let q = query.into_inner();
-    let cookie_name = q.state.as_deref().map(|s| state.connections.flow_cookie_name(s));
+    let cookie_name = q
+        .state
+        .as_deref()
+        .map(|s| state.connections.flow_cookie_name(s));
     let params = CallbackParams {
         code: q.code,
         state: q.state,
@@ -168,7 +173,9 @@ pub async fn callback(
     };
     let outcome = state
         .connections
-        .complete_callback(params, |name| req.cookie(name).map(|c| c.value().to_string()))
+        .complete_callback(params, |name| {
+            req.cookie(name).map(|c| c.value().to_string())
+        })
         .await?;
     let mut response = match (&outcome.redirect, &outcome.error) {
         (Some(url), _) => {

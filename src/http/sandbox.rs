@@ -51,13 +51,6 @@ fn bad_request(message: &str) -> HttpResponse {
     )
 }
 
-fn sandbox(state: &AppState) -> Result<&crate::sandbox::Sandbox, HttpResponse> {
-    state
-        .sandbox
-        .as_deref()
-        .ok_or_else(|| HttpResponse::NotFound().finish())
-}
-
 #[derive(Deserialize)]
 pub struct AuthorizeParams {
     response_type: Option<String>,
@@ -69,10 +62,12 @@ pub struct AuthorizeParams {
     code_challenge_method: Option<String>,
 }
 
-async fn authorize_page(state: web::Data<AppState>, q: web::Query<AuthorizeParams>) -> HttpResponse {
-    let sb = match sandbox(&state) {
-        Ok(s) => s,
-        Err(r) => return r,
+async fn authorize_page(
+    state: web::Data<AppState>,
+    q: web::Query<AuthorizeParams>,
+) -> HttpResponse {
+    let Some(sb) = state.sandbox.as_deref() else {
+        return HttpResponse::NotFound().finish();
     };
     let q = q.into_inner();
     match sb.begin(AuthorizeQuery {
@@ -105,12 +100,15 @@ pub struct Decision {
 }
 
 async fn decide(state: web::Data<AppState>, form: web::Form<Decision>) -> HttpResponse {
-    let sb = match sandbox(&state) {
-        Ok(s) => s,
-        Err(r) => return r,
+    let Some(sb) = state.sandbox.as_deref() else {
+        return HttpResponse::NotFound().finish();
     };
     let approve = form.decision == "approve";
-    match sb.decide(&form.request_id, approve, form.login.as_deref().unwrap_or_default()) {
+    match sb.decide(
+        &form.request_id,
+        approve,
+        form.login.as_deref().unwrap_or_default(),
+    ) {
         Ok((request, code)) => {
             let Ok(mut url) = url::Url::parse(&request.redirect_uri) else {
                 return bad_request("invalid redirect_uri");
@@ -157,7 +155,11 @@ fn client_credentials(req: &HttpRequest, form: &TokenForm) -> (Option<String>, O
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Basic "))
-        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b.trim()).ok())
+        .and_then(|b| {
+            base64::engine::general_purpose::STANDARD
+                .decode(b.trim())
+                .ok()
+        })
         .and_then(|b| String::from_utf8(b).ok());
     if let Some(pair) = basic {
         if let Some((id, secret)) = pair.split_once(':') {
@@ -179,15 +181,24 @@ fn oauth_error(status: StatusCode, code: &str, description: &str) -> HttpRespons
     }))
 }
 
-async fn token(req: HttpRequest, state: web::Data<AppState>, form: web::Form<TokenForm>) -> HttpResponse {
-    let sb = match sandbox(&state) {
-        Ok(s) => s,
-        Err(r) => return r,
+async fn token(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    form: web::Form<TokenForm>,
+) -> HttpResponse {
+    let Some(sb) = state.sandbox.as_deref() else {
+        return HttpResponse::NotFound().finish();
     };
     let (id, secret) = client_credentials(&req, &form);
     let client_id = match sb.authenticate(id.as_deref(), secret.as_deref()) {
         Ok(c) => c,
-        Err(_) => return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "client authentication failed"),
+        Err(_) => {
+            return oauth_error(
+                StatusCode::UNAUTHORIZED,
+                "invalid_client",
+                "client authentication failed",
+            )
+        }
     };
     let result = match form.grant_type.as_deref() {
         Some("authorization_code") => sb.redeem_code(
@@ -196,8 +207,14 @@ async fn token(req: HttpRequest, state: web::Data<AppState>, form: web::Form<Tok
             form.redirect_uri.as_deref(),
             form.code_verifier.as_deref(),
         ),
-        Some("refresh_token") => sb.refresh(&client_id, form.refresh_token.as_deref().unwrap_or_default()),
-        _ => Err(SandboxError::OAuth("unsupported_grant_type", "only authorization_code and refresh_token")),
+        Some("refresh_token") => sb.refresh(
+            &client_id,
+            form.refresh_token.as_deref().unwrap_or_default(),
+        ),
+        _ => Err(SandboxError::OAuth(
+            "unsupported_grant_type",
+            "only authorization_code and refresh_token",
+        )),
     };
     match result {
         Ok(IssuedTokens {
@@ -212,19 +229,32 @@ async fn token(req: HttpRequest, state: web::Data<AppState>, form: web::Form<Tok
             "refresh_token": refresh_token,
             "scope": scope,
         })),
-        Err(SandboxError::OAuth(code, description)) => oauth_error(StatusCode::BAD_REQUEST, code, description),
-        Err(_) => oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "invalid request"),
+        Err(SandboxError::OAuth(code, description)) => {
+            oauth_error(StatusCode::BAD_REQUEST, code, description)
+        }
+        Err(_) => oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "invalid request",
+        ),
     }
 }
 
-async fn revoke(req: HttpRequest, state: web::Data<AppState>, form: web::Form<TokenForm>) -> HttpResponse {
-    let sb = match sandbox(&state) {
-        Ok(s) => s,
-        Err(r) => return r,
+async fn revoke(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    form: web::Form<TokenForm>,
+) -> HttpResponse {
+    let Some(sb) = state.sandbox.as_deref() else {
+        return HttpResponse::NotFound().finish();
     };
     let (id, secret) = client_credentials(&req, &form);
     let Ok(client_id) = sb.authenticate(id.as_deref(), secret.as_deref()) else {
-        return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "client authentication failed");
+        return oauth_error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "client authentication failed",
+        );
     };
     if let Some(token) = &form.token {
         sb.revoke(&client_id, token);
@@ -233,9 +263,8 @@ async fn revoke(req: HttpRequest, state: web::Data<AppState>, form: web::Form<To
 }
 
 async fn me(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    let sb = match sandbox(&state) {
-        Ok(s) => s,
-        Err(r) => return r,
+    let Some(sb) = state.sandbox.as_deref() else {
+        return HttpResponse::NotFound().finish();
     };
     let bearer = req
         .headers()
@@ -243,7 +272,8 @@ async fn me(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
     match bearer.and_then(|t| sb.introspect(t.trim())) {
-        Some((sub, scope)) => HttpResponse::Ok().json(serde_json::json!({"sub": sub, "scope": scope, "provider": "sandbox"})),
+        Some((sub, scope)) => HttpResponse::Ok()
+            .json(serde_json::json!({"sub": sub, "scope": scope, "provider": "sandbox"})),
         None => HttpResponse::Unauthorized()
             .insert_header(("WWW-Authenticate", "Bearer error=\"invalid_token\""))
             .json(serde_json::json!({"error": "invalid_token"})),
@@ -251,8 +281,10 @@ async fn me(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
 }
 
 async fn stats(state: web::Data<AppState>) -> HttpResponse {
-    match sandbox(&state) {
-        Ok(sb) => HttpResponse::Ok().json(serde_json::json!({"token_requests": sb.token_requests()})),
-        Err(r) => r,
+    match state.sandbox.as_deref() {
+        Some(sb) => {
+            HttpResponse::Ok().json(serde_json::json!({"token_requests": sb.token_requests()}))
+        }
+        None => HttpResponse::NotFound().finish(),
     }
 }

@@ -39,6 +39,24 @@ impl Backchannel {
         Ok(Backchannel { client })
     }
 
+    /// POSTs a form, with HTTP Basic client authentication when `basic` is given (RFC 6749
+    /// §2.3.1: id and secret form-urlencoded first). Returns the status; the body is discarded.
+    pub async fn post_form(
+        &self,
+        url: &url::Url,
+        form: &[(&str, &str)],
+        basic: Option<(&str, &str)>,
+    ) -> Result<u16, BackchannelError> {
+        let mut request = self.client.post(url.clone()).form(form);
+        if let Some((id, secret)) = basic {
+            let enc =
+                |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+            request = request.basic_auth(enc(id), Some(enc(secret)));
+        }
+        let response = request.send().await?;
+        Ok(response.status().as_u16())
+    }
+
     pub(crate) fn recorder(&self) -> Recorder<'_> {
         Recorder {
             client: &self.client,

@@ -4,14 +4,14 @@
 use std::collections::HashMap;
 
 use oauth2::{
-    AccessToken, AuthorizationCode, ErrorResponse, ExtraTokenFields, PkceCodeVerifier,
-    RefreshToken, RequestTokenError, StandardErrorResponse, StandardRevocableToken,
-    TokenResponse as _,
+    AuthorizationCode, ErrorResponse, ExtraTokenFields, PkceCodeVerifier, RefreshToken,
+    RequestTokenError, StandardErrorResponse, TokenResponse as _,
 };
 use serde::{Deserialize, Serialize};
 
 use super::backchannel::BackchannelError;
 use super::{Backchannel, OAuthError, Provider, TokenResponse};
+use crate::config::AuthMethod;
 use crate::connections::model::{now, TokenSet};
 
 /// Every field of a token response beyond the standard ones (id_token, provider extras).
@@ -71,33 +71,60 @@ impl Provider {
 
     /// RFC 7009: the refresh token first (revoking it ends the grant at most providers), then the
     /// access token. Returns `Ok(false)` when the plugin has no revocation endpoint.
-    pub async fn revoke(&self, backchannel: &Backchannel, tokens: &TokenSet) -> Result<bool, OAuthError> {
-        let client = self.client()?;
-        if self.revocation_url.is_none() {
+    pub async fn revoke(
+        &self,
+        backchannel: &Backchannel,
+        tokens: &TokenSet,
+    ) -> Result<bool, OAuthError> {
+        // Sent directly: the oauth2 crate refuses plain-http revocation URLs, which config already
+        // limits to loopback.
+        let Some(url) = &self.revocation_url else {
             return Ok(false);
-        }
+        };
+        let (Some(id), Some(secret)) = (&self.config.client_id, &self.config.client_secret) else {
+            return Err(OAuthError::Misconfigured(format!(
+                "plugin {} has no client credentials",
+                self.id
+            )));
+        };
         let mut to_revoke = Vec::new();
         if let Some(r) = &tokens.refresh_token {
-            to_revoke.push(StandardRevocableToken::RefreshToken(RefreshToken::new(r.clone())));
+            to_revoke.push((r.as_str(), "refresh_token"));
         }
-        to_revoke.push(StandardRevocableToken::AccessToken(AccessToken::new(
-            tokens.access_token.clone(),
-        )));
-        for token in to_revoke {
-            let http = backchannel.recorder();
-            let request = client
-                .revoke_token(token)
-                .map_err(|e| OAuthError::Misconfigured(e.to_string()))?;
-            request
-                .request_async(&http)
+        to_revoke.push((tokens.access_token.as_str(), "access_token"));
+        for (token, hint) in to_revoke {
+            let mut form = vec![("token", token), ("token_type_hint", hint)];
+            let basic = match self.config.token_auth_method {
+                AuthMethod::ClientSecretBasic => Some((id.as_str(), secret.as_str())),
+                AuthMethod::ClientSecretPost => {
+                    form.push(("client_id", id));
+                    form.push(("client_secret", secret));
+                    None
+                }
+            };
+            let status = backchannel
+                .post_form(url, &form, basic)
                 .await
-                .map_err(|e| classify(e, http.status()))?;
+                .map_err(|e| OAuthError::Transient(redact_request_error(&e)))?;
+            match status {
+                200..=299 => {}
+                429 | 500..=599 => return Err(OAuthError::Transient(format!("HTTP {status}"))),
+                _ => {
+                    return Err(OAuthError::InvalidResponse(format!(
+                        "revocation answered HTTP {status}"
+                    )))
+                }
+            }
         }
         Ok(true)
     }
 }
 
-fn token_set(response: &TokenResponse, previous_refresh: Option<&String>, previous_scopes: &[String]) -> TokenSet {
+fn token_set(
+    response: &TokenResponse,
+    previous_refresh: Option<&String>,
+    previous_scopes: &[String],
+) -> TokenSet {
     let mut extra = response.extra_fields().fields.clone();
     let id_token = extra
         .remove("id_token")
@@ -141,10 +168,9 @@ fn classify(
         _ if (300..400).contains(&status) => {
             OAuthError::InvalidResponse(format!("HTTP {status} redirect refused"))
         }
-        RequestTokenError::Parse(e, _) => OAuthError::InvalidResponse(format!(
-            "HTTP {status}: unexpected body at {}",
-            e.path()
-        )),
+        RequestTokenError::Parse(e, _) => {
+            OAuthError::InvalidResponse(format!("HTTP {status}: unexpected body at {}", e.path()))
+        }
         RequestTokenError::ServerResponse(_) | RequestTokenError::Other(_) => {
             OAuthError::InvalidResponse(format!("HTTP {status}"))
         }

@@ -139,7 +139,12 @@ impl Keyring {
     }
 
     /// Opens a value sealed by [`Keyring::seal`] for the same table and row key.
-    pub fn open(&self, table: &str, key: &str, sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, VaultError> {
+    pub fn open(
+        &self,
+        table: &str,
+        key: &str,
+        sealed: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, VaultError> {
         let fail = || VaultError::Crypto(format!("a value in table {table} failed to decrypt"));
         if sealed.len() < HEADER_LEN + 16 || sealed[0] != SEAL_VERSION {
             return Err(fail());
@@ -162,7 +167,8 @@ impl Keyring {
 
     /// Keyed hash for looking rows up by an identifying value without storing it.
     pub fn blind_index(&self, domain: &str, value: &str) -> String {
-        let derived = hkdf::Hkdf::<Sha256>::new(Some(self.db_id.as_bytes()), self.index_key.as_slice());
+        let derived =
+            hkdf::Hkdf::<Sha256>::new(Some(self.db_id.as_bytes()), self.index_key.as_slice());
         let mut key = Zeroizing::new([0u8; 32]);
         // 32 bytes is always a valid HKDF-SHA256 output length.
         #[allow(clippy::expect_used)]
@@ -170,7 +176,8 @@ impl Keyring {
             .expand(b"connect-appliance blind-index v1", key.as_mut_slice())
             .expect("valid HKDF length");
         #[allow(clippy::expect_used)]
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key.as_slice()).expect("any key length works");
+        let mut mac =
+            <Hmac<Sha256> as Mac>::new_from_slice(key.as_slice()).expect("any key length works");
         mac.update(domain.as_bytes());
         mac.update(&[0]);
         mac.update(value.as_bytes());
@@ -187,7 +194,9 @@ mod tests {
         let ring = Keyring::generate("db1");
         let sealed = ring.seal("credentials", "conn_1", b"secret-token").unwrap();
         assert_eq!(
-            ring.open("credentials", "conn_1", &sealed).unwrap().as_slice(),
+            ring.open("credentials", "conn_1", &sealed)
+                .unwrap()
+                .as_slice(),
             b"secret-token"
         );
         assert!(ring.open("credentials", "conn_2", &sealed).is_err());
@@ -195,7 +204,10 @@ mod tests {
         for i in 0..sealed.len() {
             let mut tampered = sealed.clone();
             tampered[i] ^= 0x01;
-            assert!(ring.open("credentials", "conn_1", &tampered).is_err(), "byte {i}");
+            assert!(
+                ring.open("credentials", "conn_1", &tampered).is_err(),
+                "byte {i}"
+            );
         }
     }
 
@@ -207,7 +219,10 @@ mod tests {
         let again = Keyring::unwrap(&id, &wrapped, "db1").unwrap();
         let sealed = ring.seal("t", "k", b"v").unwrap();
         assert_eq!(again.open("t", "k", &sealed).unwrap().as_slice(), b"v");
-        assert_eq!(ring.blind_index("tenant", "a"), again.blind_index("tenant", "a"));
+        assert_eq!(
+            ring.blind_index("tenant", "a"),
+            again.blind_index("tenant", "a")
+        );
         assert!(Keyring::unwrap(&id, &wrapped, "db2").is_err());
         let other = age::x25519::Identity::generate();
         assert!(matches!(

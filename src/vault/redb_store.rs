@@ -4,7 +4,9 @@
 
 use std::path::Path;
 
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, TableHandle, WriteTransaction};
+use redb::{
+    Database, ReadableDatabase, ReadableTable, TableDefinition, TableHandle, WriteTransaction,
+};
 use serde::{de::DeserializeOwned, Serialize};
 
 use super::store::{ConnectionFilter, CredentialsUpdate, Store};
@@ -101,7 +103,8 @@ impl RedbStore {
     }
 
     fn seal<T: Serialize>(&self, table: &str, key: &str, value: &T) -> Result<Vec<u8>, VaultError> {
-        let plain = zeroize::Zeroizing::new(serde_json::to_vec(value).map_err(VaultError::corrupt)?);
+        let plain =
+            zeroize::Zeroizing::new(serde_json::to_vec(value).map_err(VaultError::corrupt)?);
         self.keyring.seal(table, key, &plain)
     }
 
@@ -144,7 +147,10 @@ impl RedbStore {
     }
 
     fn tenant_key(&self, tenant_id: &str, connection_id: &str) -> String {
-        format!("{}/{connection_id}", self.keyring.blind_index("tenant", tenant_id))
+        format!(
+            "{}/{connection_id}",
+            self.keyring.blind_index("tenant", tenant_id)
+        )
     }
 
     fn write_connection(
@@ -295,10 +301,8 @@ impl Store for RedbStore {
             }
         } else {
             let range = match after {
-                Some(a) => connections.range::<&str>((
-                    std::ops::Bound::Excluded(a),
-                    std::ops::Bound::Unbounded,
-                )),
+                Some(a) => connections
+                    .range::<&str>((std::ops::Bound::Excluded(a), std::ops::Bound::Unbounded)),
                 None => connections.range::<&str>(..),
             }
             .map_err(VaultError::storage)?;
@@ -334,7 +338,9 @@ impl Store for RedbStore {
         {
             let index_key = self.tenant_key(&connection.tenant_id, id);
             let mut index = txn.open_table(TENANT_INDEX).map_err(VaultError::storage)?;
-            index.remove(index_key.as_str()).map_err(VaultError::storage)?;
+            index
+                .remove(index_key.as_str())
+                .map_err(VaultError::storage)?;
             let mut creds = txn.open_table(CREDENTIALS).map_err(VaultError::storage)?;
             creds.remove(id).map_err(VaultError::storage)?;
             let mut conns = txn.open_table(CONNECTIONS).map_err(VaultError::storage)?;

@@ -30,8 +30,12 @@ pub enum CredentialsUpdate<'a> {
 
 pub trait Store: Send + Sync {
     /// Stores a new link together with its connection (created or updated) in one transaction.
-    fn create_link(&self, link_hash: &str, link: &Link, connection: &Connection)
-        -> Result<(), VaultError>;
+    fn create_link(
+        &self,
+        link_hash: &str,
+        link: &Link,
+        connection: &Connection,
+    ) -> Result<(), VaultError>;
     fn link(&self, link_hash: &str) -> Result<Option<Link>, VaultError>;
 
     fn put_flow(&self, state_hash: &str, flow: &Flow) -> Result<(), VaultError>;
