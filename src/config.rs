@@ -348,3 +348,71 @@ fn describe_toml_error(text: &str, e: &toml::de::Error) -> String {
         None => message,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, "test.toml", Path::new("/base"), &|_| None)
+    }
+
+    const MINIMAL: &str = "[admin]\napi_keys = [\"0123456789abcdef0123\"]\n";
+
+    #[test]
+    fn the_example_config_parses() {
+        let text = include_str!("../config.example.toml");
+        let config = parse(text).expect("config.example.toml must stay valid");
+        assert!(config.plugins["sandbox"].has_credentials());
+        assert!(
+            !config.plugins["acme"].has_credentials(),
+            "secret comes from an unset env var"
+        );
+        assert_eq!(config.storage.path, Path::new("/base/data/connect.redb"));
+    }
+
+    #[test]
+    fn env_overrides_secrets() {
+        let text = format!("{MINIMAL}[plugins.my-idp]\nauthorization_url = \"https://a.test/auth\"\ntoken_url = \"https://a.test/token\"\nclient_id = \"x\"\nclient_secret = \"from-file\"\n");
+        let env = |k: &str| {
+            (k == "CONNECT_APPLIANCE_PLUGIN_MY_IDP_CLIENT_SECRET").then(|| "from-env".to_string())
+        };
+        let config = Config::parse(&text, "t.toml", Path::new("."), &env).unwrap();
+        assert_eq!(
+            config.plugins["my-idp"].client_secret.as_deref(),
+            Some("from-env")
+        );
+        assert!(
+            !format!("{:?}", config).contains("from-env"),
+            "Debug must redact secrets"
+        );
+    }
+
+    #[test]
+    fn errors_name_file_and_key() {
+        let cases = [
+            (format!("{MINIMAL}[server]\nlisten = \"127.0.0.1:1\"\nbogus = 1\n"), "bogus"),
+            ("[links]\nttl_seconds = 5\n".to_string(), "admin.api_keys"),
+            (format!("{MINIMAL}[plugins.a]\nauthorization_url = \"http://idp.example/auth\"\ntoken_url = \"https://x.test/t\"\nclient_id = \"c\"\nclient_secret = \"s\"\n"), "plugins.a.authorization_url"),
+            (format!("{MINIMAL}[plugins.a]\nauthorization_url = \"https://x.test/a\"\ntoken_url = \"https://x.test/t\"\nclient_id = \"c\"\n"), "plugins.a.client_secret"),
+            (format!("{MINIMAL}[plugins.a]\nprovider = \"sandbox\"\nclient_id = \"c\"\nclient_secret = \"s\"\n"), "plugins.a.provider"),
+            (format!("{MINIMAL}[plugins.a]\nauthorization_url = \"https://x.test/a\"\ntoken_url = \"https://x.test/t\"\nclient_id = \"c\"\nclient_secret = \"s\"\nauthorize_params = {{ state = \"x\" }}\n"), "plugins.a.authorize_params"),
+            (format!("{MINIMAL}[plugins.A]\nprovider = \"custom\"\n"), "plugins.A"),
+        ];
+        for (text, key) in cases {
+            let err = parse(&text).expect_err(key).to_string();
+            assert!(err.starts_with("test.toml: "), "{err}");
+            assert!(err.contains(key), "{key} not named in: {err}");
+        }
+    }
+
+    #[test]
+    fn hashed_admin_keys() {
+        let hash = hex::encode(Sha256::digest(b"a-very-long-admin-key"));
+        let config = parse(&format!("[admin]\napi_keys = [\"sha256:{hash}\"]\n")).unwrap();
+        assert_eq!(
+            config.admin.key_hashes()[0],
+            <[u8; 32]>::from(Sha256::digest(b"a-very-long-admin-key"))
+        );
+    }
+}

@@ -160,6 +160,13 @@ impl Connections {
         }
     }
 
+    /// Removes expired authorization attempts, and links a day after they expired (until then
+    /// their page still says "expired" rather than "not found").
+    pub async fn sweep(&self) -> Result<usize, ConnectError> {
+        let t = model::now();
+        self.blocking(move |s| s.sweep_expired(t, t - 86_400)).await
+    }
+
     pub async fn check(&self) -> Result<(), ConnectError> {
         self.blocking(|s| s.check()).await
     }

@@ -120,6 +120,18 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         sandbox,
         max_body_bytes: config.server.max_body_bytes,
     };
+    let sweeper = Arc::clone(&state.connections);
+    actix_web::rt::spawn(async move {
+        let mut tick = actix_web::rt::time::interval(Duration::from_secs(300));
+        loop {
+            tick.tick().await;
+            match sweeper.sweep().await {
+                Ok(0) => {}
+                Ok(n) => tracing::debug!(removed = n, "swept expired links and flows"),
+                Err(e) => tracing::warn!(error = %e, "sweeping expired links and flows failed"),
+            }
+        }
+    });
     let server = HttpServer::new(move || build_app(state.clone()))
         .listen(listener)?
         .shutdown_timeout(30)

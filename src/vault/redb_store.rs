@@ -350,6 +350,41 @@ impl Store for RedbStore {
         Ok(true)
     }
 
+    fn sweep_expired(&self, flows_before: i64, links_before: i64) -> Result<usize, VaultError> {
+        let txn = begin_write(&self.db)?;
+        let mut removed = 0;
+        {
+            let mut flows = txn.open_table(FLOWS).map_err(VaultError::storage)?;
+            let mut dead = Vec::new();
+            for entry in flows.iter().map_err(VaultError::storage)? {
+                let (k, v) = entry.map_err(VaultError::storage)?;
+                let flow: Flow = self.open_value(FLOWS.name(), k.value(), v.value())?;
+                if flow.expires_at < flows_before {
+                    dead.push(k.value().to_string());
+                }
+            }
+            for k in &dead {
+                flows.remove(k.as_str()).map_err(VaultError::storage)?;
+            }
+            removed += dead.len();
+            let mut links = txn.open_table(LINKS).map_err(VaultError::storage)?;
+            let mut dead = Vec::new();
+            for entry in links.iter().map_err(VaultError::storage)? {
+                let (k, v) = entry.map_err(VaultError::storage)?;
+                let link: Link = self.open_value(LINKS.name(), k.value(), v.value())?;
+                if link.expires_at < links_before {
+                    dead.push(k.value().to_string());
+                }
+            }
+            for k in &dead {
+                links.remove(k.as_str()).map_err(VaultError::storage)?;
+            }
+            removed += dead.len();
+        }
+        txn.commit().map_err(VaultError::storage)?;
+        Ok(removed)
+    }
+
     fn check(&self) -> Result<(), VaultError> {
         let txn = self.db.begin_read().map_err(VaultError::storage)?;
         let meta = txn.open_table(META).map_err(VaultError::storage)?;
@@ -357,5 +392,122 @@ impl Store for RedbStore {
             .map_err(VaultError::storage)?
             .map(|_| ())
             .ok_or_else(|| VaultError::Corrupt("the keyring is missing".into()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::connections::model::{new_id, now, Status};
+
+    fn open() -> (tempfile::TempDir, RedbStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, opened) =
+            RedbStore::open(&dir.path().join("db.redb"), &dir.path().join("id.txt")).unwrap();
+        assert_eq!(
+            opened,
+            Opened::Created {
+                identity_generated: true
+            }
+        );
+        (dir, store)
+    }
+
+    fn link(conn: &Connection, expires_at: i64) -> Link {
+        Link {
+            connection_id: conn.id.clone(),
+            plugin: conn.plugin.clone(),
+            redirect_url: None,
+            scopes: vec![],
+            created_at: now(),
+            expires_at,
+            used_at: None,
+        }
+    }
+
+    #[test]
+    fn tenant_index_filters_and_pages() {
+        let (_dir, store) = open();
+        let mut ids = Vec::new();
+        for i in 0..5 {
+            let tenant = if i % 2 == 0 { "alice" } else { "bob" };
+            let c = Connection::new_pending(tenant, "p", vec![]);
+            store
+                .create_link(&new_id("l"), &link(&c, now() + 60), &c)
+                .unwrap();
+            ids.push((tenant, c.id));
+        }
+        let alice = ConnectionFilter {
+            tenant_id: Some("alice".into()),
+            ..Default::default()
+        };
+        let first = store.list_connections(&alice, None, 2).unwrap();
+        let rest = store
+            .list_connections(&alice, Some(&first[1].id), 10)
+            .unwrap();
+        let got: Vec<_> = first.iter().chain(&rest).map(|c| c.id.clone()).collect();
+        let want: Vec<_> = ids
+            .iter()
+            .filter(|(t, _)| *t == "alice")
+            .map(|(_, id)| id.clone())
+            .collect();
+        assert_eq!(got, want);
+        let pending = ConnectionFilter {
+            status: Some(Status::Connected),
+            ..Default::default()
+        };
+        assert!(store
+            .list_connections(&pending, None, 10)
+            .unwrap()
+            .is_empty());
+        assert!(store.delete_connection(&ids[0].1).unwrap());
+        assert_eq!(store.list_connections(&alice, None, 10).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn take_flow_is_single_use_and_sweep_removes_expired() {
+        let (_dir, store) = open();
+        let c = Connection::new_pending("t", "p", vec![]);
+        store
+            .create_link("live", &link(&c, now() + 60), &c)
+            .unwrap();
+        store
+            .create_link("old", &link(&c, now() - 100_000), &c)
+            .unwrap();
+        let flow = |expires_at| Flow {
+            link_hash: "live".into(),
+            connection_id: c.id.clone(),
+            plugin: "p".into(),
+            pkce_verifier: Some("v".into()),
+            browser_hash: "b".into(),
+            expires_at,
+        };
+        store.put_flow("s1", &flow(now() + 60)).unwrap();
+        store.put_flow("s2", &flow(now() - 10)).unwrap();
+        assert!(store.take_flow("s1").unwrap().is_some());
+        assert!(store.take_flow("s1").unwrap().is_none());
+        assert_eq!(store.sweep_expired(now(), now() - 86_400).unwrap(), 2);
+        assert!(store.flow("s2").unwrap().is_none());
+        assert!(store.link("old").unwrap().is_none());
+        assert!(store.link("live").unwrap().is_some());
+    }
+
+    #[test]
+    fn reopen_needs_the_same_identity() {
+        let (dir, store) = open();
+        drop(store);
+        let db = dir.path().join("db.redb");
+        let (_, opened) = RedbStore::open(&db, &dir.path().join("id.txt")).unwrap();
+        assert_eq!(opened, Opened::Existing);
+        let other = dir.path().join("other.txt");
+        generate_identity_file(&other).unwrap();
+        assert!(matches!(
+            RedbStore::open(&db, &other),
+            Err(VaultError::WrongIdentity)
+        ));
+        assert!(matches!(
+            RedbStore::open(&db, &dir.path().join("missing.txt")),
+            Err(VaultError::IdentityMissing { .. })
+        ));
     }
 }
