@@ -181,6 +181,29 @@ impl RedbStore {
     }
 }
 
+impl RedbStore {
+    /// Removes the rows of `def` for which `dead` holds, inside `txn`.
+    fn sweep_table<T: DeserializeOwned>(
+        &self,
+        txn: &WriteTransaction,
+        def: TableDefinition<&str, &[u8]>,
+        dead: impl Fn(&T) -> bool,
+    ) -> Result<usize, VaultError> {
+        let mut table = txn.open_table(def).map_err(VaultError::storage)?;
+        let mut doomed = Vec::new();
+        for entry in table.iter().map_err(VaultError::storage)? {
+            let (k, v) = entry.map_err(VaultError::storage)?;
+            if dead(&self.open_value(def.name(), k.value(), v.value())?) {
+                doomed.push(k.value().to_string());
+            }
+        }
+        for k in &doomed {
+            table.remove(k.as_str()).map_err(VaultError::storage)?;
+        }
+        Ok(doomed.len())
+    }
+}
+
 fn begin_write(db: &Database) -> Result<WriteTransaction, VaultError> {
     let mut txn = db.begin_write().map_err(VaultError::storage)?;
     // Immediate durability is redb's default; two-phase commit guards the commit record itself.
@@ -352,35 +375,8 @@ impl Store for RedbStore {
 
     fn sweep_expired(&self, flows_before: i64, links_before: i64) -> Result<usize, VaultError> {
         let txn = begin_write(&self.db)?;
-        let mut removed = 0;
-        {
-            let mut flows = txn.open_table(FLOWS).map_err(VaultError::storage)?;
-            let mut dead = Vec::new();
-            for entry in flows.iter().map_err(VaultError::storage)? {
-                let (k, v) = entry.map_err(VaultError::storage)?;
-                let flow: Flow = self.open_value(FLOWS.name(), k.value(), v.value())?;
-                if flow.expires_at < flows_before {
-                    dead.push(k.value().to_string());
-                }
-            }
-            for k in &dead {
-                flows.remove(k.as_str()).map_err(VaultError::storage)?;
-            }
-            removed += dead.len();
-            let mut links = txn.open_table(LINKS).map_err(VaultError::storage)?;
-            let mut dead = Vec::new();
-            for entry in links.iter().map_err(VaultError::storage)? {
-                let (k, v) = entry.map_err(VaultError::storage)?;
-                let link: Link = self.open_value(LINKS.name(), k.value(), v.value())?;
-                if link.expires_at < links_before {
-                    dead.push(k.value().to_string());
-                }
-            }
-            for k in &dead {
-                links.remove(k.as_str()).map_err(VaultError::storage)?;
-            }
-            removed += dead.len();
-        }
+        let removed = self.sweep_table(&txn, FLOWS, |f: &Flow| f.expires_at < flows_before)?
+            + self.sweep_table(&txn, LINKS, |l: &Link| l.expires_at < links_before)?;
         txn.commit().map_err(VaultError::storage)?;
         Ok(removed)
     }
