@@ -5,7 +5,7 @@ use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::{middleware, web, App};
 
 use crate::error::AppError;
-use crate::http::{admin, assets, auth, pages, sandbox};
+use crate::http::{admin, assets, auth, pages, proxy, sandbox};
 use crate::state::AppState;
 
 /// Security headers on every response (S7): no third-party sources, no framing, no referrer,
@@ -91,6 +91,10 @@ pub fn build_app(
                 .route(
                     "/connections/{id}/revoke",
                     web::post().to(admin::revoke_connection),
+                )
+                .route(
+                    "/connections/{id}/proxy/{path:.*}",
+                    web::route().to(proxy::forward),
                 )
                 .default_service(web::to(admin::not_found)),
         )

@@ -3,6 +3,7 @@
 
 mod flow;
 pub mod model;
+mod proxy;
 mod tokens;
 
 use std::collections::HashMap;
@@ -10,13 +11,14 @@ use std::sync::{Arc, Mutex};
 
 use url::Url;
 
-use crate::oauth::{Backchannel, OAuthError, Providers};
+use crate::oauth::{Backchannel, Providers};
 use crate::vault::{ConnectionFilter, Store, VaultError};
 use model::{Connection, Status};
 
 pub use flow::{
     AuthorizeStart, CallbackOutcome, CallbackParams, LinkCreated, LinkRequest, LinkView,
 };
+pub use proxy::ProxyRequest;
 pub use tokens::{AccessTokenView, RevokeOutcome};
 
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +51,12 @@ pub enum ConnectError {
     ConnectionExpired(String),
     #[error("the provider could not refresh the token right now: {0}")]
     RefreshFailed(String),
+    #[error("proxying is not available: {0}")]
+    ProxyNotConfigured(String),
+    #[error("invalid proxy path: {0}")]
+    InvalidProxyPath(String),
+    #[error("the provider's API could not be reached: {0}")]
+    Upstream(String),
     #[error(transparent)]
     Vault(#[from] VaultError),
     #[error("internal error: {0}")]
@@ -178,11 +186,5 @@ impl Connections {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         map.retain(|_, lock| Arc::strong_count(lock) > 1);
         Arc::clone(map.entry(id.to_string()).or_default())
-    }
-}
-
-impl From<OAuthError> for ConnectError {
-    fn from(e: OAuthError) -> Self {
-        ConnectError::OAuthCallbackFailed(e.to_string())
     }
 }

@@ -55,6 +55,9 @@ impl AppError {
                 C::NotConnected(_) => (StatusCode::CONFLICT, "not_connected"),
                 C::ConnectionExpired(_) => (StatusCode::CONFLICT, "connection_expired"),
                 C::RefreshFailed(_) => (StatusCode::SERVICE_UNAVAILABLE, "refresh_failed"),
+                C::ProxyNotConfigured(_) => (StatusCode::BAD_REQUEST, "proxy_not_configured"),
+                C::InvalidProxyPath(_) => (StatusCode::BAD_REQUEST, "invalid_proxy_path"),
+                C::Upstream(_) => (StatusCode::BAD_GATEWAY, "upstream_unreachable"),
                 C::Vault(VaultError::Storage(_)) => {
                     (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable")
                 }

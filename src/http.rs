@@ -4,6 +4,7 @@ pub mod admin;
 pub mod assets;
 pub mod auth;
 pub mod pages;
+pub mod proxy;
 pub mod sandbox;
 
 /// RFC 3339 in UTC, the form every timestamp takes on the wire.

@@ -26,6 +26,9 @@ pub enum BackchannelError {
 #[derive(Clone)]
 pub struct Backchannel {
     client: reqwest::Client,
+    /// For proxied API calls: no overall deadline (bodies may be large), but bounded connect and
+    /// read stalls; never follows redirects either.
+    streaming: reqwest::Client,
 }
 
 impl Backchannel {
@@ -36,7 +39,17 @@ impl Backchannel {
             .connect_timeout(timeout.min(Duration::from_secs(10)))
             .user_agent(concat!("connect-appliance/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        Ok(Backchannel { client })
+        let streaming = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(timeout.min(Duration::from_secs(10)))
+            .read_timeout(Duration::from_secs(60))
+            .user_agent(concat!("connect-appliance/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(Backchannel { client, streaming })
+    }
+
+    pub(crate) fn streaming(&self) -> &reqwest::Client {
+        &self.streaming
     }
 
     /// POSTs a form, with HTTP Basic client authentication when `basic` is given (RFC 6749

@@ -1,0 +1,159 @@
+//! Where a proxied request may go: always under the plugin's `api_base_url` (S14).
+
+use url::Url;
+
+use super::{ConnectError, Connections};
+
+/// A request to forward: the caller's method, the path after `/proxy/`, query, the headers the
+/// caller may pass on, and the (bounded, already read) body.
+pub struct ProxyRequest {
+    pub method: reqwest::Method,
+    pub path: String,
+    pub query: String,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Connections {
+    /// The upstream URL for `path` (the part after `/proxy/`, still percent-encoded) and `query`.
+    pub fn proxy_target(&self, plugin: &str, path: &str, query: &str) -> Result<Url, ConnectError> {
+        let provider = self.provider(plugin)?;
+        let base = provider.api_base_url.as_ref().ok_or_else(|| {
+            ConnectError::ProxyNotConfigured(format!("plugin \"{plugin}\" has no api_base_url"))
+        })?;
+        build_target(base, path, query)
+    }
+
+    /// Forwards with the connection's access token. On a 401 the token is refreshed once and
+    /// the request retried once (the body is buffered, so it can be replayed).
+    pub async fn proxy(
+        &self,
+        id: &str,
+        req: ProxyRequest,
+    ) -> Result<reqwest::Response, ConnectError> {
+        let connection = self.get(id).await?;
+        let target = self.proxy_target(&connection.plugin, &req.path, &req.query)?;
+        let token = self.access_token(id, false).await?;
+        let response = self.forward(&target, &req, &token.access_token).await?;
+        if response.status() != reqwest::StatusCode::UNAUTHORIZED {
+            return Ok(response);
+        }
+        let fresh = self.access_token(id, true).await?;
+        if fresh.access_token == token.access_token {
+            return Ok(response);
+        }
+        self.forward(&target, &req, &fresh.access_token).await
+    }
+
+    async fn forward(
+        &self,
+        target: &Url,
+        req: &ProxyRequest,
+        token: &str,
+    ) -> Result<reqwest::Response, ConnectError> {
+        self.backchannel
+            .streaming()
+            .request(req.method.clone(), target.clone())
+            .headers(req.headers.clone())
+            .bearer_auth(token)
+            .body(req.body.clone())
+            .send()
+            .await
+            .map_err(|e| {
+                let why = if e.is_timeout() {
+                    "timed out"
+                } else if e.is_connect() {
+                    "connection failed"
+                } else {
+                    "request failed"
+                };
+                ConnectError::Upstream(why.into())
+            })
+    }
+}
+
+/// Joins without URL resolution: no segment may climb (`..`, also percent-encoded), no
+/// backslashes, no empty segments (`//host`), no scheme; the result must keep the base's origin
+/// and path prefix.
+pub fn build_target(base: &Url, path: &str, query: &str) -> Result<Url, ConnectError> {
+    let bad = |why: &str| ConnectError::InvalidProxyPath(why.to_string());
+    if path.is_empty() {
+        return Err(bad("the path after /proxy/ is empty"));
+    }
+    let scheme_like = path.split('/').next().is_some_and(|s| s.contains(':'));
+    if path.contains('\\') || path.contains('#') || scheme_like {
+        return Err(bad(
+            "absolute URLs, fragments and backslashes are not allowed",
+        ));
+    }
+    for segment in path.split('/') {
+        let decoded = percent_decode(segment);
+        if segment.is_empty()
+            || decoded == "."
+            || decoded == ".."
+            || decoded.contains('/')
+            || decoded.contains('\\')
+        {
+            return Err(bad(
+                "the path may not contain empty, '.' or '..' segments or encoded slashes",
+            ));
+        }
+    }
+    let prefix = base.path().trim_end_matches('/');
+    let mut url = base.clone();
+    url.set_path(&format!("{prefix}/{path}"));
+    url.set_query((!query.is_empty()).then_some(query));
+    url.set_fragment(None);
+    let same_origin = url.scheme() == base.scheme()
+        && url.host() == base.host()
+        && url.port_or_known_default() == base.port_or_known_default();
+    if !same_origin || !url.path().starts_with(&format!("{prefix}/")) {
+        return Err(bad("the path leaves the plugin's api_base_url"));
+    }
+    Ok(url)
+}
+
+fn percent_decode(s: &str) -> String {
+    url::form_urlencoded::parse(format!("x={}", s.replace('+', "%2B")).as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stays_under_the_base() {
+        let base = Url::parse("https://api.example.com/v2/").unwrap();
+        let ok = build_target(&base, "users/me", "a=1").unwrap();
+        assert_eq!(ok.as_str(), "https://api.example.com/v2/users/me?a=1");
+        let ok = build_target(&base, "files/a%20b.txt", "").unwrap();
+        assert_eq!(ok.as_str(), "https://api.example.com/v2/files/a%20b.txt");
+        for evil in [
+            "../admin",
+            "a/../../admin",
+            "%2e%2e/admin",
+            "%2E%2E/admin",
+            "a/%2e%2e%2fadmin",
+            "/evil.com/x",
+            "//evil.com/x",
+            "http://evil.com/x",
+            "https:evil.com",
+            "a\\..\\b",
+            "a/./b",
+            "a//b",
+            "",
+            "x#frag",
+        ] {
+            assert!(
+                build_target(&base, evil, "").is_err(),
+                "{evil} was accepted"
+            );
+        }
+        // '@' is just a character in a path segment; the host cannot change.
+        let at = build_target(&base, "@evil.com", "").unwrap();
+        assert_eq!(at.host_str(), Some("api.example.com"));
+    }
+}
