@@ -82,6 +82,7 @@ pub fn build_app(
                 .route("/links", web::post().to(admin::create_link))
                 .route("/plugins", web::get().to(admin::list_plugins))
                 .route("/connections", web::get().to(admin::list_connections))
+                .route("/connections", web::post().to(admin::import_connection))
                 .route("/connections/{id}", web::get().to(admin::get_connection))
                 .route(
                     "/connections/{id}",

@@ -44,7 +44,49 @@ pub struct Config {
     pub admin: AdminConfig,
     pub links: LinksConfig,
     pub sandbox: SandboxConfig,
+    pub refresh: RefreshConfig,
     pub plugins: BTreeMap<String, PluginConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshConfig {
+    /// A token fetch refreshes first when fewer seconds than this remain.
+    #[serde(default = "default_min_validity")]
+    pub min_validity_seconds: u64,
+    /// The background scheduler refreshes tokens expiring within this many seconds.
+    #[serde(default = "default_lead")]
+    pub lead_seconds: u64,
+    /// How often the scheduler looks; 0 turns it off.
+    #[serde(default = "default_interval")]
+    pub interval_seconds: u64,
+    /// Refreshes running at once.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+}
+
+impl Default for RefreshConfig {
+    fn default() -> Self {
+        RefreshConfig {
+            min_validity_seconds: default_min_validity(),
+            lead_seconds: default_lead(),
+            interval_seconds: default_interval(),
+            concurrency: default_concurrency(),
+        }
+    }
+}
+
+fn default_min_validity() -> u64 {
+    300
+}
+fn default_lead() -> u64 {
+    600
+}
+fn default_interval() -> u64 {
+    30
+}
+fn default_concurrency() -> usize {
+    4
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -133,6 +175,8 @@ struct RawConfig {
     links: Option<LinksConfig>,
     sandbox: Option<SandboxConfig>,
     #[serde(default)]
+    refresh: RefreshConfig,
+    #[serde(default)]
     plugins: BTreeMap<String, PluginConfig>,
 }
 
@@ -220,6 +264,7 @@ impl Config {
                 enabled: false,
                 token_ttl_seconds: default_sandbox_ttl(),
             }),
+            refresh: raw.refresh,
             plugins: raw.plugins,
         };
         config.storage.path = base_dir.join(&config.storage.path);
@@ -286,6 +331,18 @@ impl Config {
             return Err(invalid(
                 "sandbox.token_ttl_seconds",
                 "expected a positive number of seconds".into(),
+            ));
+        }
+        if self.refresh.min_validity_seconds > 86_400 || self.refresh.lead_seconds > 86_400 {
+            return Err(invalid(
+                "refresh",
+                "min_validity_seconds and lead_seconds must be at most 86400".into(),
+            ));
+        }
+        if !(1..=64).contains(&self.refresh.concurrency) {
+            return Err(invalid(
+                "refresh.concurrency",
+                "expected a number between 1 and 64".into(),
             ));
         }
         for id in self.plugins.keys() {

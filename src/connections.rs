@@ -2,8 +2,10 @@
 //! their credentials. No actix and no redb here; storage is reached through [`Store`].
 
 mod flow;
+mod import;
 pub mod model;
 mod proxy;
+mod scheduler;
 mod tokens;
 
 use std::collections::HashMap;
@@ -18,6 +20,7 @@ use model::{Connection, Status};
 pub use flow::{
     AuthorizeStart, CallbackOutcome, CallbackParams, LinkCreated, LinkRequest, LinkView,
 };
+pub use import::ImportRequest;
 pub use proxy::ProxyRequest;
 pub use tokens::{AccessTokenView, RevokeOutcome};
 
@@ -83,6 +86,7 @@ pub struct Connections {
     settings: Settings,
     /// One async lock per connection being refreshed or revoked (single flight).
     in_flight: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    backoff: scheduler::Backoff,
 }
 
 /// A page of connections and the cursor for the next one.
@@ -104,6 +108,7 @@ impl Connections {
             backchannel,
             settings,
             in_flight: Mutex::new(HashMap::new()),
+            backoff: scheduler::Backoff::default(),
         }
     }
 

@@ -106,7 +106,7 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         link_ttl_seconds: i64::try_from(config.links.ttl_seconds).unwrap_or(900),
         allowed_redirect_urls: config.links.allowed_redirect_urls.clone(),
         flow_ttl_seconds: 600,
-        min_validity_seconds: 300,
+        min_validity_seconds: i64::try_from(config.refresh.min_validity_seconds).unwrap_or(300),
     };
     let connections = Connections::new(
         Arc::new(store),
@@ -132,6 +132,23 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
             }
         }
     });
+    if config.refresh.interval_seconds > 0 {
+        let refresher = Arc::clone(&state.connections);
+        let refresh = config.refresh.clone();
+        actix_web::rt::spawn(async move {
+            let mut tick =
+                actix_web::rt::time::interval(Duration::from_secs(refresh.interval_seconds));
+            let lead = i64::try_from(refresh.lead_seconds).unwrap_or(600);
+            loop {
+                tick.tick().await;
+                match refresher.refresh_due(lead, refresh.concurrency).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::debug!(attempted = n, "background refresh pass"),
+                    Err(e) => tracing::warn!(error = %e, "background refresh pass failed"),
+                }
+            }
+        });
+    }
     let server = HttpServer::new(move || build_app(state.clone()))
         .listen(listener)?
         .shutdown_timeout(30)

@@ -56,18 +56,9 @@ pub struct CallbackOutcome {
     pub error: Option<(String, Option<String>)>,
 }
 
-const MAX_TENANT_ID: usize = 256;
-
 impl Connections {
     pub async fn create_link(&self, req: LinkRequest) -> Result<LinkCreated, ConnectError> {
-        let tenant_ok = !req.tenant_id.is_empty()
-            && req.tenant_id.len() <= MAX_TENANT_ID
-            && !req.tenant_id.chars().any(char::is_control);
-        if !tenant_ok {
-            return Err(ConnectError::InvalidRequest(format!(
-                "tenant_id must be 1-{MAX_TENANT_ID} characters without control characters"
-            )));
-        }
+        check_tenant_id(&req.tenant_id)?;
         let provider = self.provider(&req.plugin)?;
         if !provider.has_credentials() {
             return Err(ConnectError::MissingCredentials(req.plugin.clone()));
@@ -77,15 +68,7 @@ impl Connections {
             None => None,
         };
         let scopes = match req.scopes {
-            Some(scopes) => {
-                if let Some(bad) = scopes.iter().find(|s| !valid_scope(s)) {
-                    return Err(ConnectError::InvalidRequest(format!(
-                        "scope \"{}\" is not a valid scope token",
-                        bad.escape_default()
-                    )));
-                }
-                scopes
-            }
+            Some(scopes) => check_scopes(scopes)?,
             None => provider.config.scopes.clone(),
         };
         let connection = match &req.connection_id {
@@ -364,6 +347,31 @@ impl Connections {
             Err(ConnectError::InvalidRedirectUrl)
         }
     }
+}
+
+const MAX_TENANT_ID: usize = 256;
+
+pub(super) fn check_tenant_id(tenant_id: &str) -> Result<(), ConnectError> {
+    let ok = !tenant_id.is_empty()
+        && tenant_id.len() <= MAX_TENANT_ID
+        && !tenant_id.chars().any(char::is_control);
+    if ok {
+        Ok(())
+    } else {
+        Err(ConnectError::InvalidRequest(format!(
+            "tenant_id must be 1-{MAX_TENANT_ID} characters without control characters"
+        )))
+    }
+}
+
+pub(super) fn check_scopes(scopes: Vec<String>) -> Result<Vec<String>, ConnectError> {
+    if let Some(bad) = scopes.iter().find(|s| !valid_scope(s)) {
+        return Err(ConnectError::InvalidRequest(format!(
+            "scope \"{}\" is not a valid scope token",
+            bad.escape_default()
+        )));
+    }
+    Ok(scopes)
 }
 
 fn path_under(path: &str, prefix: &str) -> bool {

@@ -67,6 +67,9 @@ pub struct Connection {
     pub connected_at: Option<Timestamp>,
     /// Expiry of the current access token, when the provider gave one.
     pub expires_at: Option<Timestamp>,
+    /// Whether a refresh token is held (false: the token is used until it expires).
+    #[serde(default)]
+    pub refreshable: bool,
     #[serde(default)]
     pub last_refreshed_at: Option<Timestamp>,
     #[serde(default)]
@@ -88,6 +91,7 @@ impl Connection {
             updated_at: t,
             connected_at: None,
             expires_at: None,
+            refreshable: false,
             last_refreshed_at: None,
             expired_at: None,
             revoked_at: None,
@@ -101,6 +105,7 @@ impl Connection {
         self.connected_at = Some(t);
         self.updated_at = t;
         self.expires_at = tokens.expires_at;
+        self.refreshable = tokens.refresh_token.is_some();
         if !tokens.scopes.is_empty() {
             self.scopes.clone_from(&tokens.scopes);
         }
@@ -127,6 +132,7 @@ impl Connection {
         self.last_refreshed_at = Some(t);
         self.updated_at = t;
         self.expires_at = tokens.expires_at;
+        self.refreshable = tokens.refresh_token.is_some();
         if !tokens.scopes.is_empty() {
             self.scopes.clone_from(&tokens.scopes);
         }
@@ -152,6 +158,7 @@ impl Connection {
         self.revoked_at = Some(t);
         self.updated_at = t;
         self.expires_at = None;
+        self.refreshable = false;
     }
 }
 

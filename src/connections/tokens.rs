@@ -38,8 +38,19 @@ impl Connections {
         id: &str,
         force_refresh: bool,
     ) -> Result<AccessTokenView, ConnectError> {
+        self.fresh_token(id, force_refresh, self.settings.min_validity_seconds)
+            .await
+    }
+
+    /// The token, refreshed first if forced or if it expires within `margin` seconds.
+    pub(super) async fn fresh_token(
+        &self,
+        id: &str,
+        force_refresh: bool,
+        margin: i64,
+    ) -> Result<AccessTokenView, ConnectError> {
         let (connection, tokens) = self.connected(id).await?;
-        if !force_refresh && !self.needs_refresh(&tokens) {
+        if !force_refresh && !needs_refresh(&tokens, margin) {
             return Ok(AccessTokenView::from(&tokens));
         }
         if tokens.refresh_token.is_none() {
@@ -61,10 +72,10 @@ impl Connections {
         let _guard = lock.lock().await;
         // Whoever held the lock before us may have refreshed already: use their result.
         let (connection, tokens) = self.connected(id).await?;
-        if tokens.obtained_at != seen && !self.needs_refresh(&tokens) {
+        if tokens.obtained_at != seen && !needs_refresh(&tokens, margin) {
             return Ok(AccessTokenView::from(&tokens));
         }
-        if !force_refresh && !self.needs_refresh(&tokens) {
+        if !force_refresh && !needs_refresh(&tokens, margin) {
             return Ok(AccessTokenView::from(&tokens));
         }
         self.refresh_locked(connection, tokens).await
@@ -115,17 +126,6 @@ impl Connections {
             .await
     }
 
-    fn needs_refresh(&self, tokens: &TokenSet) -> bool {
-        let Some(expires_at) = tokens.expires_at else {
-            return false; // non-expiring token
-        };
-        // For tokens shorter-lived than the margin, refresh at half their lifetime instead of on
-        // every call.
-        let lifetime = (expires_at - tokens.obtained_at).max(0);
-        let margin = self.settings.min_validity_seconds.min(lifetime / 2);
-        expires_at - now() <= margin
-    }
-
     async fn connected(&self, id: &str) -> Result<(Connection, TokenSet), ConnectError> {
         let connection = self.get(id).await?;
         if connection.status != Status::Connected {
@@ -169,4 +169,14 @@ impl Connections {
             provider_error,
         })
     }
+}
+
+fn needs_refresh(tokens: &TokenSet, margin: i64) -> bool {
+    let Some(expires_at) = tokens.expires_at else {
+        return false; // non-expiring token
+    };
+    // For tokens shorter-lived than the margin, refresh at half their lifetime instead of on
+    // every call.
+    let lifetime = (expires_at - tokens.obtained_at).max(0);
+    expires_at - now() <= margin.min(lifetime / 2)
 }

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::rfc3339;
 use crate::connections::model::{Connection, Status};
-use crate::connections::{LinkRequest, RevokeOutcome};
+use crate::connections::{ImportRequest, LinkRequest, RevokeOutcome};
 use crate::error::AppError;
 use crate::state::AppState;
 use crate::vault::ConnectionFilter;
@@ -62,7 +62,9 @@ pub struct ConnectionView {
     created_at: String,
     updated_at: String,
     connected_at: Option<String>,
+    /// `null`: the provider's token does not expire.
     expires_at: Option<String>,
+    refreshable: bool,
     last_refreshed_at: Option<String>,
     expired_at: Option<String>,
     revoked_at: Option<String>,
@@ -88,6 +90,7 @@ impl From<Connection> for ConnectionView {
             updated_at: rfc3339(c.updated_at),
             connected_at: c.connected_at.map(rfc3339),
             expires_at: c.expires_at.map(rfc3339),
+            refreshable: c.refreshable,
             last_refreshed_at: c.last_refreshed_at.map(rfc3339),
             expired_at: c.expired_at.map(rfc3339),
             revoked_at: c.revoked_at.map(rfc3339),
@@ -98,6 +101,62 @@ impl From<Connection> for ConnectionView {
             }),
         }
     }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImportBody {
+    tenant_id: String,
+    plugin: String,
+    credentials: ImportCredentials,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImportCredentials {
+    access_token: String,
+    refresh_token: Option<String>,
+    /// RFC 3339.
+    expires_at: Option<String>,
+    expires_in: Option<i64>,
+    scopes: Option<Vec<String>>,
+}
+
+pub async fn import_connection(
+    state: web::Data<AppState>,
+    body: web::Json<ImportBody>,
+) -> Result<HttpResponse, AppError> {
+    let ImportBody {
+        tenant_id,
+        plugin,
+        credentials: c,
+    } = body.into_inner();
+    let expires_at = match c.expires_at.as_deref() {
+        Some(s) => Some(
+            time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+                .map_err(|_| {
+                    AppError::bad_request(
+                        "invalid_request",
+                        "credentials.expires_at must be an RFC 3339 timestamp",
+                    )
+                })?
+                .unix_timestamp(),
+        ),
+        None => None,
+    };
+    let connection = state
+        .connections
+        .import(ImportRequest {
+            tenant_id,
+            plugin,
+            access_token: c.access_token,
+            refresh_token: c.refresh_token,
+            expires_at,
+            expires_in: c.expires_in,
+            scopes: c.scopes,
+        })
+        .await?;
+    Ok(HttpResponse::Created().json(ConnectionView::from(connection)))
 }
 
 #[derive(Deserialize)]

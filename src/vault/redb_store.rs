@@ -19,6 +19,17 @@ const CREDENTIALS: TableDefinition<&str, &[u8]> = TableDefinition::new("credenti
 const TENANT_INDEX: TableDefinition<&str, &[u8]> = TableDefinition::new("tenant_index");
 const LINKS: TableDefinition<&str, &[u8]> = TableDefinition::new("links");
 const FLOWS: TableDefinition<&str, &[u8]> = TableDefinition::new("flows");
+/// `{expires_at:016x}/{connection id}` for connected connections holding a refresh token, so the
+/// refresh scheduler finds what is due without scanning (expiry times are not sensitive).
+const REFRESH_DUE: TableDefinition<&str, &[u8]> = TableDefinition::new("refresh_due");
+const ALL_TABLES: [TableDefinition<&str, &[u8]>; 6] = [
+    CONNECTIONS,
+    CREDENTIALS,
+    TENANT_INDEX,
+    LINKS,
+    FLOWS,
+    REFRESH_DUE,
+];
 
 const META_DB_ID: &str = "db_id";
 const META_KEYRING: &str = "keyring";
@@ -76,6 +87,12 @@ impl RedbStore {
         };
         if let Some((db_id, wrapped)) = stored {
             let keyring = Keyring::unwrap(&identity, &wrapped, &db_id)?;
+            // Tables added by newer versions are created on open.
+            let txn = begin_write(&db)?;
+            for table in ALL_TABLES {
+                txn.open_table(table).map_err(VaultError::storage)?;
+            }
+            txn.commit().map_err(VaultError::storage)?;
             return Ok((RedbStore { db, keyring }, Opened::Existing));
         }
         // A new database: create the keyring and every table in one transaction.
@@ -89,7 +106,7 @@ impl RedbStore {
                 .map_err(VaultError::storage)?;
             meta.insert(META_KEYRING, wrapped.as_slice())
                 .map_err(VaultError::storage)?;
-            for table in [CONNECTIONS, CREDENTIALS, TENANT_INDEX, LINKS, FLOWS] {
+            for table in ALL_TABLES {
                 txn.open_table(table).map_err(VaultError::storage)?;
             }
         }
@@ -159,6 +176,26 @@ impl RedbStore {
         connection: &Connection,
         credentials: CredentialsUpdate<'_>,
     ) -> Result<(), VaultError> {
+        let previous: Option<Connection> = {
+            let table = txn.open_table(CONNECTIONS).map_err(VaultError::storage)?;
+            let guard = table
+                .get(connection.id.as_str())
+                .map_err(VaultError::storage)?;
+            match guard {
+                Some(g) => Some(self.open_value(CONNECTIONS.name(), &connection.id, g.value())?),
+                None => None,
+            }
+        };
+        {
+            let mut due = txn.open_table(REFRESH_DUE).map_err(VaultError::storage)?;
+            if let Some(key) = previous.as_ref().and_then(due_key) {
+                due.remove(key.as_str()).map_err(VaultError::storage)?;
+            }
+            if let Some(key) = due_key(connection) {
+                due.insert(key.as_str(), [].as_slice())
+                    .map_err(VaultError::storage)?;
+            }
+        }
         self.insert(txn, CONNECTIONS, &connection.id, connection)?;
         let index_key = self.tenant_key(&connection.tenant_id, &connection.id);
         txn.open_table(TENANT_INDEX)
@@ -202,6 +239,12 @@ impl RedbStore {
         }
         Ok(doomed.len())
     }
+}
+
+fn due_key(c: &Connection) -> Option<String> {
+    let expires_at = c.expires_at?;
+    (c.status == crate::connections::model::Status::Connected && c.refreshable)
+        .then(|| format!("{:016x}/{}", expires_at.max(0), c.id))
 }
 
 fn begin_write(db: &Database) -> Result<WriteTransaction, VaultError> {
@@ -366,11 +409,35 @@ impl Store for RedbStore {
                 .map_err(VaultError::storage)?;
             let mut creds = txn.open_table(CREDENTIALS).map_err(VaultError::storage)?;
             creds.remove(id).map_err(VaultError::storage)?;
+            if let Some(key) = due_key(&connection) {
+                let mut due = txn.open_table(REFRESH_DUE).map_err(VaultError::storage)?;
+                due.remove(key.as_str()).map_err(VaultError::storage)?;
+            }
             let mut conns = txn.open_table(CONNECTIONS).map_err(VaultError::storage)?;
             conns.remove(id).map_err(VaultError::storage)?;
         }
         txn.commit().map_err(VaultError::storage)?;
         Ok(true)
+    }
+
+    fn due_for_refresh(&self, before: i64, limit: usize) -> Result<Vec<String>, VaultError> {
+        let txn = self.db.begin_read().map_err(VaultError::storage)?;
+        let due = txn.open_table(REFRESH_DUE).map_err(VaultError::storage)?;
+        let end = format!("{:016x}", before.max(0));
+        let mut ids = Vec::new();
+        for entry in due
+            .range::<&str>(..end.as_str())
+            .map_err(VaultError::storage)?
+        {
+            let (key, _) = entry.map_err(VaultError::storage)?;
+            if let Some((_, id)) = key.value().split_once('/') {
+                ids.push(id.to_string());
+            }
+            if ids.len() >= limit {
+                break;
+            }
+        }
+        Ok(ids)
     }
 
     fn sweep_expired(&self, flows_before: i64, links_before: i64) -> Result<usize, VaultError> {

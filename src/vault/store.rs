@@ -69,6 +69,10 @@ pub trait Store: Send + Sync {
     /// Deletes the connection, its credentials and index entries. `false` if it did not exist.
     fn delete_connection(&self, id: &str) -> Result<bool, VaultError>;
 
+    /// Ids of connected, refreshable connections whose token expires before `before`, soonest
+    /// first.
+    fn due_for_refresh(&self, before: i64, limit: usize) -> Result<Vec<String>, VaultError>;
+
     /// Deletes flows that expired before `flows_before` and links that expired before
     /// `links_before`. Returns how many rows went.
     fn sweep_expired(&self, flows_before: i64, links_before: i64) -> Result<usize, VaultError>;
