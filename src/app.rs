@@ -93,6 +93,7 @@ pub fn build_app(
                     "/connections/{id}/revoke",
                     web::post().to(admin::revoke_connection),
                 )
+                .route("/connections/{id}/request", web::post().to(proxy::request))
                 .route(
                     "/connections/{id}/proxy/{path:.*}",
                     web::route().to(proxy::forward),

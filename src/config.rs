@@ -11,7 +11,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use url::Url;
 
-pub use plugin::{secret_env_name, valid_scope, AuthMethod, PluginConfig, ProviderKind};
+pub use plugin::{secret_env_name, valid_scope, AuthKind, AuthMethod, PluginConfig, ProviderKind};
 
 /// Environment variable that replaces `[admin] api_keys` (comma-separated).
 pub const ENV_ADMIN_KEYS: &str = "CONNECT_APPLIANCE_ADMIN_API_KEYS";

@@ -19,7 +19,7 @@ use url::Url;
 pub use backchannel::Backchannel;
 pub use exchange::{is_grant_dead, ExtraFields};
 
-use crate::config::{AuthMethod, Config, PluginConfig, ProviderKind};
+use crate::config::{AuthKind, AuthMethod, Config, PluginConfig, ProviderKind};
 
 pub type TokenResponse = StandardTokenResponse<ExtraFields, BasicTokenType>;
 
@@ -61,8 +61,6 @@ pub struct Provider {
     pub config: PluginConfig,
     /// `None` when client id or secret is missing: the plugin is listed but cannot connect.
     client: Option<OAuthClient>,
-    pub authorization_url: Url,
-    pub token_url: Url,
     pub revocation_url: Option<Url>,
     pub api_base_url: Option<Url>,
     pub issuer: Option<String>,
@@ -74,9 +72,43 @@ pub struct AuthorizeRequest {
     pub pkce_verifier: Option<String>,
 }
 
+/// How the proxy presents a connection's credential to the provider's API.
+pub enum Placement<'a> {
+    Header { name: &'a str, prefix: &'a str },
+    Query(&'a str),
+}
+
 impl Provider {
     pub fn has_credentials(&self) -> bool {
-        self.client.is_some()
+        self.client.is_some() || self.config.auth == AuthKind::ApiKey
+    }
+
+    pub fn is_api_key(&self) -> bool {
+        self.config.auth == AuthKind::ApiKey
+    }
+
+    pub fn placement(&self) -> Placement<'_> {
+        if let Some(q) = &self.config.api_key_query {
+            return Placement::Query(q);
+        }
+        let name = self
+            .config
+            .api_key_header
+            .as_deref()
+            .unwrap_or("authorization");
+        let default_prefix = if name.eq_ignore_ascii_case("authorization") {
+            "Bearer "
+        } else {
+            ""
+        };
+        Placement::Header {
+            name,
+            prefix: self
+                .config
+                .api_key_prefix
+                .as_deref()
+                .unwrap_or(default_prefix),
+        }
     }
 
     fn client(&self) -> Result<&OAuthClient, OAuthError> {
@@ -125,6 +157,21 @@ impl Providers {
         let redirect = RedirectUrl::from_url(join(public_url, "oauth/callback"));
         let mut by_id = BTreeMap::new();
         for (id, plugin) in &config.plugins {
+            if plugin.auth == AuthKind::ApiKey {
+                by_id.insert(
+                    id.clone(),
+                    Provider {
+                        id: id.clone(),
+                        display_name: plugin.display_name_or(id).to_string(),
+                        config: plugin.clone(),
+                        client: None,
+                        revocation_url: None,
+                        api_base_url: plugin.api_base_url.clone(),
+                        issuer: None,
+                    },
+                );
+                continue;
+            }
             let (authorization_url, token_url, revocation_url, api_base_url, issuer) =
                 match plugin.kind {
                     ProviderKind::Sandbox => (
@@ -174,8 +221,6 @@ impl Providers {
                     display_name: plugin.display_name_or(id).to_string(),
                     config: plugin.clone(),
                     client,
-                    authorization_url,
-                    token_url,
                     revocation_url,
                     api_base_url,
                     issuer,

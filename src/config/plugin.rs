@@ -25,6 +25,15 @@ pub enum AuthMethod {
     ClientSecretPost,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthKind {
+    /// OAuth 2.0 authorization code flow (the default).
+    Oauth2,
+    /// A static API key, imported with `POST /v1/connections` and injected by the proxy.
+    ApiKey,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProviderKind {
     /// Endpoints given in full in the plugin table.
@@ -36,6 +45,14 @@ pub enum ProviderKind {
 #[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PluginConfig {
+    #[serde(default = "default_auth")]
+    pub auth: AuthKind,
+    /// For `auth = "api_key"`: the header carrying the key (default `Authorization`)...
+    pub api_key_header: Option<String>,
+    /// ...and the text before the key in it (default `Bearer ` for `Authorization`, else none).
+    pub api_key_prefix: Option<String>,
+    /// For `auth = "api_key"`: send the key as this query parameter instead of a header.
+    pub api_key_query: Option<String>,
     pub provider: Option<String>,
     pub authorization_url: Option<Url>,
     pub token_url: Option<Url>,
@@ -77,6 +94,9 @@ impl std::fmt::Debug for PluginConfig {
     }
 }
 
+fn default_auth() -> AuthKind {
+    AuthKind::Oauth2
+}
 fn default_separator() -> String {
     " ".into()
 }
@@ -101,6 +121,9 @@ pub fn secret_env_name(id: &str) -> String {
 impl PluginConfig {
     /// Whether both halves of the client registration are present.
     pub fn has_credentials(&self) -> bool {
+        if self.auth == AuthKind::ApiKey {
+            return true; // keys are imported per connection
+        }
         self.client_id.as_deref().is_some_and(|s| !s.is_empty())
             && self.client_secret.as_deref().is_some_and(|s| !s.is_empty())
     }
@@ -116,6 +139,15 @@ impl PluginConfig {
         sandbox_enabled: bool,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<(), (&'static str, String)> {
+        if self.auth == AuthKind::ApiKey {
+            return self.resolve_api_key();
+        }
+        if self.api_key_header.is_some()
+            || self.api_key_prefix.is_some()
+            || self.api_key_query.is_some()
+        {
+            return Err(("auth", "api_key_* keys need auth = \"api_key\"".into()));
+        }
         self.kind = match self.provider.as_deref() {
             None | Some("custom") => ProviderKind::Custom,
             Some("sandbox") => ProviderKind::Sandbox,
@@ -195,6 +227,45 @@ impl PluginConfig {
                     format!("\"{key}\" is set by the appliance and cannot be overridden"),
                 ));
             }
+        }
+        Ok(())
+    }
+}
+
+impl PluginConfig {
+    fn resolve_api_key(&self) -> Result<(), (&'static str, String)> {
+        if self.provider.is_some() || self.authorization_url.is_some() || self.token_url.is_some() {
+            return Err((
+                "auth",
+                "an api_key plugin has no provider, authorization_url or token_url".into(),
+            ));
+        }
+        let base = self.api_base_url.as_ref().ok_or((
+            "api_base_url",
+            "an api_key plugin needs the API's base URL".to_string(),
+        ))?;
+        check_http_url(base, true).map_err(|m| ("api_base_url", m))?;
+        if self.api_key_query.is_some()
+            && (self.api_key_header.is_some() || self.api_key_prefix.is_some())
+        {
+            return Err((
+                "api_key_query",
+                "give api_key_query or api_key_header/api_key_prefix, not both".into(),
+            ));
+        }
+        let token = |s: &str| {
+            !s.is_empty()
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        };
+        if self.api_key_header.as_deref().is_some_and(|h| !token(h)) {
+            return Err(("api_key_header", "expected an HTTP header name".into()));
+        }
+        if self.api_key_query.as_deref().is_some_and(|q| !token(q)) {
+            return Err((
+                "api_key_query",
+                "expected a query parameter name of letters, digits, '-', '_' or '.'".into(),
+            ));
         }
         Ok(())
     }

@@ -60,6 +60,12 @@ impl Connections {
     pub async fn create_link(&self, req: LinkRequest) -> Result<LinkCreated, ConnectError> {
         check_tenant_id(&req.tenant_id)?;
         let provider = self.provider(&req.plugin)?;
+        if provider.is_api_key() {
+            return Err(ConnectError::InvalidRequest(format!(
+                "plugin \"{}\" uses API keys: import them with POST /v1/connections",
+                req.plugin
+            )));
+        }
         if !provider.has_credentials() {
             return Err(ConnectError::MissingCredentials(req.plugin.clone()));
         }

@@ -56,7 +56,12 @@ impl Connections {
         };
         let tokens = TokenSet {
             access_token: req.access_token,
-            token_type: "Bearer".into(),
+            token_type: if provider.is_api_key() {
+                "api_key"
+            } else {
+                "Bearer"
+            }
+            .into(),
             refresh_token: req.refresh_token,
             expires_at,
             scopes: scopes.clone(),

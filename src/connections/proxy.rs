@@ -3,6 +3,7 @@
 use url::Url;
 
 use super::{ConnectError, Connections};
+use crate::oauth::Placement;
 
 /// A request to forward: the caller's method, the path after `/proxy/`, query, the headers the
 /// caller may pass on, and the (bounded, already read) body.
@@ -33,8 +34,11 @@ impl Connections {
     ) -> Result<reqwest::Response, ConnectError> {
         let connection = self.get(id).await?;
         let target = self.proxy_target(&connection.plugin, &req.path, &req.query)?;
+        let placement = self.provider(&connection.plugin)?.placement();
         let token = self.access_token(id, false).await?;
-        let response = self.forward(&target, &req, &token.access_token).await?;
+        let response = self
+            .forward(&target, &req, &placement, &token.access_token)
+            .await?;
         if response.status() != reqwest::StatusCode::UNAUTHORIZED {
             return Ok(response);
         }
@@ -42,20 +46,39 @@ impl Connections {
         if fresh.access_token == token.access_token {
             return Ok(response);
         }
-        self.forward(&target, &req, &fresh.access_token).await
+        self.forward(&target, &req, &placement, &fresh.access_token)
+            .await
     }
 
     async fn forward(
         &self,
         target: &Url,
         req: &ProxyRequest,
+        placement: &Placement<'_>,
         token: &str,
     ) -> Result<reqwest::Response, ConnectError> {
+        let mut url = target.clone();
+        let mut headers = req.headers.clone();
+        match placement {
+            Placement::Query(name) => {
+                url.query_pairs_mut().append_pair(name, token);
+            }
+            Placement::Header { name, prefix } => {
+                let value = reqwest::header::HeaderValue::from_str(&format!("{prefix}{token}"))
+                    .map_err(|_| {
+                        ConnectError::Internal(
+                            "the stored credential is not a valid header value".into(),
+                        )
+                    })?;
+                let name = reqwest::header::HeaderName::from_bytes(name.as_bytes())
+                    .map_err(|_| ConnectError::Internal("invalid api_key_header".into()))?;
+                headers.insert(name, value);
+            }
+        }
         self.backchannel
             .streaming()
-            .request(req.method.clone(), target.clone())
-            .headers(req.headers.clone())
-            .bearer_auth(token)
+            .request(req.method.clone(), url)
+            .headers(headers)
             .body(req.body.clone())
             .send()
             .await

@@ -286,6 +286,7 @@ struct PluginView<'a> {
     id: &'a str,
     display_name: &'a str,
     provider: &'a str,
+    auth: &'a str,
     scopes: &'a [String],
     pkce: bool,
     token_auth_method: &'a str,
@@ -302,6 +303,7 @@ pub async fn list_plugins(state: web::Data<AppState>) -> HttpResponse {
             id: &p.id,
             display_name: &p.display_name,
             provider: p.config.provider.as_deref().unwrap_or("custom"),
+            auth: if p.is_api_key() { "api_key" } else { "oauth2" },
             scopes: &p.config.scopes,
             pkce: p.config.pkce,
             token_auth_method: match p.config.token_auth_method {

@@ -86,6 +86,11 @@ pub async fn forward(
             },
         )
         .await?;
+    Ok(stream_back(upstream))
+}
+
+/// The upstream answer, streamed, minus hop-by-hop headers and cookies.
+fn stream_back(upstream: reqwest::Response) -> HttpResponse {
     let status =
         StatusCode::from_u16(upstream.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
     let mut response = HttpResponse::build(status);
@@ -94,5 +99,78 @@ pub async fn forward(
             response.append_header((name.as_str(), value.as_bytes()));
         }
     }
-    Ok(response.streaming(upstream.bytes_stream().map_err(std::io::Error::other)))
+    response.streaming(upstream.bytes_stream().map_err(std::io::Error::other))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequestBody {
+    method: String,
+    path: String,
+    #[serde(default)]
+    query: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    headers: std::collections::BTreeMap<String, String>,
+    /// A string is sent as is; any other JSON value is sent as JSON.
+    body: Option<serde_json::Value>,
+}
+
+/// `POST /v1/connections/{id}/request`: the proxy for callers that prefer JSON, same rules.
+pub async fn request(
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    body: web::Json<RequestBody>,
+) -> Result<HttpResponse, AppError> {
+    let b = body.into_inner();
+    let method =
+        reqwest::Method::from_bytes(b.method.to_ascii_uppercase().as_bytes()).map_err(|_| {
+            AppError::bad_request("invalid_request", "method is not a valid HTTP method")
+        })?;
+    let mut headers = reqwest::header::HeaderMap::new();
+    for (name, value) in &b.headers {
+        let n = name.to_ascii_lowercase();
+        if DROP_REQUEST.contains(&n.as_str()) || n.starts_with("x-forwarded-") {
+            continue;
+        }
+        let (Ok(k), Ok(v)) = (
+            reqwest::header::HeaderName::from_bytes(n.as_bytes()),
+            reqwest::header::HeaderValue::from_str(value),
+        ) else {
+            return Err(AppError::bad_request(
+                "invalid_request",
+                format!("header \"{}\" is not valid", name.escape_default()),
+            ));
+        };
+        headers.insert(k, v);
+    }
+    let payload = match b.body {
+        None => Vec::new(),
+        Some(serde_json::Value::String(s)) => s.into_bytes(),
+        Some(v) => {
+            if !headers.contains_key(reqwest::header::CONTENT_TYPE) {
+                headers.insert(
+                    reqwest::header::CONTENT_TYPE,
+                    reqwest::header::HeaderValue::from_static("application/json"),
+                );
+            }
+            serde_json::to_vec(&v).unwrap_or_default()
+        }
+    };
+    let query = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(&b.query)
+        .finish();
+    let upstream = state
+        .connections
+        .proxy(
+            &id,
+            ProxyRequest {
+                method,
+                path: b.path.trim_start_matches('/').to_string(),
+                query,
+                headers,
+                body: payload,
+            },
+        )
+        .await?;
+    Ok(stream_back(upstream))
 }
