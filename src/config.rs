@@ -394,13 +394,16 @@ pub(crate) fn is_loopback(url: &Url) -> bool {
     }
 }
 
-/// toml's messages already name the key; add the line so users find it quickly.
+/// toml's messages name unknown keys but not the key of a wrongly typed value: add the line and
+/// its text so users find it either way.
 fn describe_toml_error(text: &str, e: &toml::de::Error) -> String {
     let message = e.message().trim().to_string();
     match e.span() {
         Some(span) => {
-            let line = text[..span.start.min(text.len())].lines().count().max(1);
-            format!("line {line}: {message}")
+            let start = span.start.min(text.len());
+            let line = text[..start].matches('\n').count() + 1;
+            let source = text.lines().nth(line - 1).unwrap_or_default().trim();
+            format!("line {line} (`{source}`): {message}")
         }
         None => message,
     }

@@ -291,6 +291,8 @@ impl Sandbox {
         inner
             .rotated
             .insert(refresh_token.to_string(), grant.id.clone());
+        // Like strict providers, retire the grant's older access tokens.
+        inner.access.retain(|_, (g, _)| g.id != grant.id);
         Ok(self.issue(&mut inner, grant))
     }
 

@@ -19,6 +19,8 @@ pub enum VaultError {
     IdentityUnreadable { path: String, reason: String },
     #[error("the identity does not open this database's keyring (wrong identity file?)")]
     WrongIdentity,
+    #[error("the identity file {path} does not open the database {db} (wrong identity file?); use the identity this database was created with")]
+    WrongIdentityFile { path: String, db: String },
     #[error("encryption error: {0}")]
     Crypto(String),
     #[error("storage error: {0}")]

@@ -224,18 +224,21 @@ impl Connections {
                 return Err(ConnectError::ResolveFailed("issuer mismatch"));
             }
         }
+        // A link completes once: another attempt started from it must not redo (or undo) it.
+        let key = flow.link_hash.clone();
+        let link = self
+            .blocking(move |s| s.link(&key))
+            .await?
+            .filter(|l| l.used_at.is_none())
+            .ok_or(ConnectError::ResolveFailed("link already used"))?;
         // Single use: whoever removes the flow owns this callback; a replay finds nothing.
         let flow = self
             .blocking(move |s| s.take_flow(&state_hash))
             .await?
             .ok_or(ConnectError::ResolveFailed("state already used"))?;
         let link_hash = flow.link_hash.clone();
-        let key = link_hash.clone();
-        let link = self.blocking(move |s| s.link(&key)).await?;
         let mut connection = self.get(&flow.connection_id).await?;
-        let redirect_base = link
-            .and_then(|l| l.redirect_url)
-            .and_then(|u| Url::parse(&u).ok());
+        let redirect_base = link.redirect_url.and_then(|u| Url::parse(&u).ok());
 
         if let Some(error) = params.error {
             let code = sanitize_error_code(&error);
@@ -319,14 +322,21 @@ impl Connections {
             _ => None,
         };
         let (hash, conn) = (link_hash.to_string(), connection.clone());
-        self.blocking(move |s| {
-            let update = match &owned {
-                Some(t) => CredentialsUpdate::Replace(t),
-                None => CredentialsUpdate::Keep,
-            };
-            s.finish_link(&hash, &conn, update)
-        })
-        .await
+        let finished = self
+            .blocking(move |s| {
+                let update = match &owned {
+                    Some(t) => CredentialsUpdate::Replace(t),
+                    None => CredentialsUpdate::Keep,
+                };
+                s.finish_link(&hash, &conn, update)
+            })
+            .await?;
+        if finished {
+            Ok(())
+        } else {
+            // Two attempts from one link raced; the other one completed it first.
+            Err(ConnectError::ResolveFailed("link already used"))
+        }
     }
 
     pub(super) fn provider(&self, plugin: &str) -> Result<&Provider, ConnectError> {

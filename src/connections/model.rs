@@ -103,6 +103,8 @@ impl Connection {
         let t = now();
         self.status = Status::Connected;
         self.connected_at = Some(t);
+        self.revoked_at = None;
+        self.expired_at = None;
         self.updated_at = t;
         self.expires_at = tokens.expires_at;
         self.refreshable = tokens.refresh_token.is_some();

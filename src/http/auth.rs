@@ -2,10 +2,10 @@
 
 use std::time::Instant;
 
-use actix_web::body::MessageBody;
+use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
-use actix_web::{web, Error};
+use actix_web::{web, Error, ResponseError};
 
 use crate::error::AppError;
 use crate::state::AppState;
@@ -14,7 +14,7 @@ use crate::state::AppState;
 pub async fn require_admin(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<impl MessageBody>, Error> {
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, Error> {
     let ok = match (
         req.app_data::<web::Data<AppState>>(),
         req.headers()
@@ -26,9 +26,14 @@ pub async fn require_admin(
         _ => false,
     };
     if !ok {
-        return Err(AppError::Unauthorized.into());
+        // A response, not an Err: errors returned from middleware skip the outer middleware
+        // (security headers, access log).
+        let response = AppError::Unauthorized.error_response();
+        return Ok(req.into_response(response).map_into_right_body());
     }
-    next.call(req).await
+    next.call(req)
+        .await
+        .map(ServiceResponse::map_into_left_body)
 }
 
 /// Logs method, route *pattern* (never the raw path or query: they carry link tokens, codes and

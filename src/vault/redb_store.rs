@@ -86,7 +86,13 @@ impl RedbStore {
             }
         };
         if let Some((db_id, wrapped)) = stored {
-            let keyring = Keyring::unwrap(&identity, &wrapped, &db_id)?;
+            let keyring = Keyring::unwrap(&identity, &wrapped, &db_id).map_err(|e| match e {
+                VaultError::WrongIdentity => VaultError::WrongIdentityFile {
+                    path: identity_path.display().to_string(),
+                    db: db_path.display().to_string(),
+                },
+                other => other,
+            })?;
             // Tables added by newer versions are created on open.
             let txn = begin_write(&db)?;
             for table in ALL_TABLES {
@@ -304,7 +310,7 @@ impl Store for RedbStore {
         link_hash: &str,
         connection: &Connection,
         credentials: CredentialsUpdate<'_>,
-    ) -> Result<(), VaultError> {
+    ) -> Result<bool, VaultError> {
         let txn = begin_write(&self.db)?;
         let link: Option<Link> = {
             let table = txn.open_table(LINKS).map_err(VaultError::storage)?;
@@ -314,12 +320,15 @@ impl Store for RedbStore {
                 None => None,
             }
         };
-        if let Some(mut link) = link {
-            link.used_at = Some(connection.updated_at);
-            self.insert(&txn, LINKS, link_hash, &link)?;
-        }
+        let Some(mut link) = link.filter(|l| l.used_at.is_none()) else {
+            txn.abort().map_err(VaultError::storage)?;
+            return Ok(false);
+        };
+        link.used_at = Some(connection.updated_at);
+        self.insert(&txn, LINKS, link_hash, &link)?;
         self.write_connection(&txn, connection, credentials)?;
-        txn.commit().map_err(VaultError::storage)
+        txn.commit().map_err(VaultError::storage)?;
+        Ok(true)
     }
 
     fn connection(&self, id: &str) -> Result<Option<Connection>, VaultError> {
@@ -566,7 +575,7 @@ mod tests {
         generate_identity_file(&other).unwrap();
         assert!(matches!(
             RedbStore::open(&db, &other),
-            Err(VaultError::WrongIdentity)
+            Err(VaultError::WrongIdentityFile { .. })
         ));
         assert!(matches!(
             RedbStore::open(&db, &dir.path().join("missing.txt")),

@@ -44,13 +44,14 @@ pub trait Store: Send + Sync {
     /// request took it first.
     fn take_flow(&self, state_hash: &str) -> Result<Option<Flow>, VaultError>;
 
-    /// Ends a link's life: marks it used and writes the connection (and its credentials).
+    /// Ends a link's life: marks it used and writes the connection (and its credentials), in one
+    /// transaction. Writes nothing and returns `false` when the link is gone or already used.
     fn finish_link(
         &self,
         link_hash: &str,
         connection: &Connection,
         credentials: CredentialsUpdate<'_>,
-    ) -> Result<(), VaultError>;
+    ) -> Result<bool, VaultError>;
 
     fn connection(&self, id: &str) -> Result<Option<Connection>, VaultError>;
     /// Connections in id (creation) order after `after`, at most `limit`.
