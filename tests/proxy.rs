@@ -1,0 +1,460 @@
+//! The API proxy, the JSON request endpoint, credential import, API-key plugins and the
+//! background refresher, against a small recording upstream on loopback.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::*;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+/// What the upstream saw of one request.
+#[derive(Clone, Debug)]
+struct Seen {
+    request_line: String,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Seen {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A one-request-per-connection HTTP server answering from a script (then 200 `{"ok":true}`).
+struct Upstream {
+    port: u16,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    script: Arc<Mutex<Vec<(u16, Vec<(String, String)>, String)>>>,
+}
+
+impl Upstream {
+    fn start() -> Upstream {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind upstream");
+        let port = listener.local_addr().expect("addr").port();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let script: Arc<Mutex<Vec<(u16, Vec<(String, String)>, String)>>> = Arc::default();
+        let (seen2, script2) = (Arc::clone(&seen), Arc::clone(&script));
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { continue };
+                let mut reader = BufReader::new(stream.try_clone().expect("clone stream"));
+                let mut request_line = String::new();
+                if reader.read_line(&mut request_line).is_err() {
+                    continue;
+                }
+                let mut headers = Vec::new();
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).is_err() || line.trim().is_empty() {
+                        break;
+                    }
+                    if let Some((k, v)) = line.trim_end().split_once(':') {
+                        headers.push((k.trim().to_string(), v.trim().to_string()));
+                    }
+                }
+                let len = headers
+                    .iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+                    .and_then(|(_, v)| v.parse::<usize>().ok())
+                    .unwrap_or(0);
+                let mut body = vec![0; len];
+                let _ = reader.read_exact(&mut body);
+                seen2.lock().expect("lock").push(Seen {
+                    request_line: request_line.trim_end().to_string(),
+                    headers,
+                    body,
+                });
+                let (status, extra, text) = {
+                    let mut s = script2.lock().expect("lock");
+                    if s.is_empty() {
+                        (200, vec![], "{\"ok\":true}".to_string())
+                    } else {
+                        s.remove(0)
+                    }
+                };
+                let mut out = stream;
+                let mut head = format!(
+                    "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\nset-cookie: upstream=1\r\n",
+                    text.len()
+                );
+                for (k, v) in extra {
+                    head.push_str(&format!("{k}: {v}\r\n"));
+                }
+                let _ = out.write_all(format!("{head}\r\n{text}").as_bytes());
+            }
+        });
+        Upstream { port, seen, script }
+    }
+
+    fn base(&self) -> String {
+        format!("http://127.0.0.1:{}/base", self.port)
+    }
+
+    fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().expect("lock").clone()
+    }
+
+    fn then(&self, status: u16, headers: &[(&str, &str)], body: &str) {
+        self.script.lock().expect("lock").push((
+            status,
+            headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            body.to_string(),
+        ));
+    }
+}
+
+/// A server with a sandbox-backed plugin whose API is the upstream, and an API-key plugin.
+fn server_with(upstream: &Upstream, extra: &str) -> Server {
+    let config = TestConfig {
+        extra: format!(
+            r#"[plugins.echo]
+provider = "sandbox"
+client_id = {id}
+client_secret = {secret}
+api_base_url = "{base}"
+
+[plugins.keyed]
+auth = "api_key"
+api_base_url = "{base}"
+api_key_header = "X-Api-Key"
+
+[plugins.keyed_query]
+auth = "api_key"
+api_base_url = "{base}"
+api_key_query = "key"
+{extra}"#,
+            id = toml_str(SANDBOX_CLIENT_ID),
+            secret = toml_str(SANDBOX_SECRET),
+            base = upstream.base(),
+        ),
+        ..TestConfig::default()
+    };
+    Server::start_with(config)
+}
+
+/// A GET sent byte for byte as given; returns status and body.
+fn raw_get(server: &Server, path: &str) -> (u16, String) {
+    let addr = server
+        .url("")
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
+    let mut stream = std::net::TcpStream::connect(&addr).expect("connect");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {ADMIN_KEY}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("write");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read");
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status line");
+    let body = response
+        .split("\r\n\r\n")
+        .nth(1)
+        .unwrap_or_default()
+        .to_string();
+    (status, body)
+}
+
+fn import(admin: &Admin, plugin: &str, credentials: Value) -> String {
+    let r = admin.post_json(
+        "/v1/connections",
+        &json!({"tenant_id": "tenant-import", "plugin": plugin, "credentials": credentials}),
+    );
+    let status = r.status();
+    let v: Value = r.json().expect("JSON");
+    assert_eq!(status, StatusCode::CREATED, "{v}");
+    assert_eq!(v["status"], "connected", "{v}");
+    v["id"].as_str().expect("id").to_string()
+}
+
+#[test]
+fn proxy_forwards_under_the_base_with_the_token_and_strips_what_it_must() {
+    let upstream = Upstream::start();
+    let server = server_with(&upstream, "");
+    let admin = server.admin();
+    let id = import(
+        &admin,
+        "echo",
+        json!({"access_token": "imported-at-1", "expires_in": 3600}),
+    );
+
+    let r = admin
+        .client
+        .post(server.url(&format!("/v1/connections/{id}/proxy/items/a%20b?x=1&y=two")))
+        .bearer_auth(ADMIN_KEY)
+        .header("content-type", "text/plain")
+        .header("x-custom", "kept")
+        .header("cookie", "session=secret")
+        .header("x-forwarded-for", "1.2.3.4")
+        .body("hello upstream")
+        .send()
+        .expect("proxy");
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(
+        r.headers().get("set-cookie").is_none(),
+        "Set-Cookie must not pass back"
+    );
+    assert_eq!(r.text().expect("body"), "{\"ok\":true}");
+
+    let seen = upstream.seen();
+    assert_eq!(seen.len(), 1);
+    let s = &seen[0];
+    assert_eq!(s.request_line, "POST /base/items/a%20b?x=1&y=two HTTP/1.1");
+    assert_eq!(s.header("authorization"), Some("Bearer imported-at-1"));
+    assert_eq!(s.header("x-custom"), Some("kept"));
+    assert_eq!(s.header("content-type"), Some("text/plain"));
+    assert_eq!(s.header("cookie"), None);
+    assert_eq!(s.header("x-forwarded-for"), None);
+    assert_eq!(s.body, b"hello upstream");
+}
+
+#[test]
+fn proxy_refuses_paths_that_leave_the_base_without_calling_upstream() {
+    let upstream = Upstream::start();
+    let server = server_with(&upstream, "");
+    let admin = server.admin();
+    let id = import(
+        &admin,
+        "echo",
+        json!({"access_token": "at", "expires_in": 3600}),
+    );
+    for path in [
+        "%2e%2e/secret",
+        "a/%2E%2E/%2e%2e/secret",
+        "a%2f..%2fsecret",
+        "a//b",
+        "http:%2F%2Fevil.example",
+        "a/./b",
+    ] {
+        // Sent raw: URL libraries (reqwest's included) would normalise `.` and `%2e%2e` away.
+        let (status, body) = raw_get(&server, &format!("/v1/connections/{id}/proxy/{path}"));
+        assert_eq!(status, 400, "{path}: {body}");
+        assert!(body.contains("\"invalid_proxy_path\""), "{path}: {body}");
+    }
+    assert!(upstream.seen().is_empty(), "{:?}", upstream.seen());
+    // A plugin without api_base_url cannot proxy.
+    let sandbox_conn = connect(&server, "t-proxy");
+    let r = admin.get(&format!("/v1/connections/{sandbox_conn}/proxy/me"));
+    assert_eq!(
+        r.status(),
+        StatusCode::OK,
+        "the sandbox plugin proxies to its own API"
+    );
+    let v: Value = r.json().expect("JSON");
+    assert_eq!(v["sub"], "sandbox-user");
+}
+
+#[test]
+fn a_401_refreshes_once_and_retries_once_and_429_passes_through() {
+    let upstream = Upstream::start();
+    let server = server_with(&upstream, "");
+    let admin = server.admin();
+    let link = admin.create_link("t-401", "echo", None);
+    let flow = run_flow_for(&server, link, true, "alice");
+    assert_eq!(flow.callback_status, StatusCode::OK);
+    let id = flow.link.connection_id;
+    let before = admin.token(&id);
+    assert_eq!(server.token_requests(), 1);
+
+    upstream.then(401, &[], "{\"error\":\"expired\"}");
+    let r = admin.get(&format!("/v1/connections/{id}/proxy/me"));
+    assert_eq!(r.status(), StatusCode::OK, "retried after refresh");
+    assert_eq!(server.token_requests(), 2, "exactly one refresh");
+    let seen = upstream.seen();
+    assert_eq!(seen.len(), 2);
+    assert_eq!(
+        seen[0].header("authorization"),
+        Some(format!("Bearer {before}").as_str())
+    );
+    let after = admin.token(&id);
+    assert_ne!(after, before);
+    assert_eq!(
+        seen[1].header("authorization"),
+        Some(format!("Bearer {after}").as_str())
+    );
+
+    // Two 401s: one retry only, and the 401 goes back to the caller.
+    upstream.then(401, &[], "{}");
+    upstream.then(401, &[], "{}");
+    let r = admin.get(&format!("/v1/connections/{id}/proxy/me"));
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(upstream.seen().len(), 4);
+
+    upstream.then(429, &[("retry-after", "17")], "{\"error\":\"slow down\"}");
+    let r = admin.get(&format!("/v1/connections/{id}/proxy/me"));
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(header(r.headers(), "retry-after"), "17");
+    assert_eq!(admin.connection(&id)["status"], "connected");
+}
+
+#[test]
+fn json_request_endpoint_follows_the_same_rules() {
+    let upstream = Upstream::start();
+    let server = server_with(&upstream, "");
+    let admin = server.admin();
+    let id = import(
+        &admin,
+        "echo",
+        json!({"access_token": "at-json", "expires_in": 3600}),
+    );
+    let r = admin.post_json(
+        &format!("/v1/connections/{id}/request"),
+        &json!({
+            "method": "put",
+            "path": "/things/1",
+            "query": {"q": "a b"},
+            "headers": {"X-Trace": "t1", "Authorization": "Bearer caller-token"},
+            "body": {"name": "x"}
+        }),
+    );
+    assert_eq!(r.status(), StatusCode::OK);
+    let s = &upstream.seen()[0];
+    assert_eq!(s.request_line, "PUT /base/things/1?q=a+b HTTP/1.1");
+    assert_eq!(
+        s.header("authorization"),
+        Some("Bearer at-json"),
+        "caller's Authorization dropped"
+    );
+    assert_eq!(s.header("x-trace"), Some("t1"));
+    assert_eq!(s.header("content-type"), Some("application/json"));
+    assert_eq!(s.body, br#"{"name":"x"}"#);
+
+    let r = admin.post_json(
+        &format!("/v1/connections/{id}/request"),
+        &json!({"method": "GET", "path": "../escape"}),
+    );
+    assert_json_error(r, StatusCode::BAD_REQUEST, "invalid_proxy_path");
+    let r = admin.post_json(
+        &format!("/v1/connections/{id}/request"),
+        &json!({"method": "GET", "path": "x", "headers": {"bad header": "v"}}),
+    );
+    assert_json_error(r, StatusCode::BAD_REQUEST, "invalid_request");
+    assert_eq!(upstream.seen().len(), 1);
+}
+
+#[test]
+fn api_key_plugins_inject_the_key_by_header_or_query() {
+    let upstream = Upstream::start();
+    let server = server_with(&upstream, "");
+    let admin = server.admin();
+    let r = admin.post_json("/v1/links", &json!({"tenant_id": "t", "plugin": "keyed"}));
+    assert_json_error(r, StatusCode::BAD_REQUEST, "invalid_request");
+
+    let id = import(&admin, "keyed", json!({"access_token": "key-123"}));
+    let conn = admin.connection(&id);
+    assert_eq!(conn["expires_at"], Value::Null);
+    assert_eq!(conn["refreshable"], false);
+    let t = admin.get_json(&format!("/v1/connections/{id}/token"));
+    assert_eq!(t["access_token"], "key-123");
+    assert_eq!(t["token_type"], "api_key");
+    let r = admin.get(&format!("/v1/connections/{id}/proxy/forecast"));
+    assert_eq!(r.status(), StatusCode::OK);
+    let q = import(&admin, "keyed_query", json!({"access_token": "key-456"}));
+    let r = admin.get(&format!("/v1/connections/{q}/proxy/forecast?city=x"));
+    assert_eq!(r.status(), StatusCode::OK);
+
+    let seen = upstream.seen();
+    assert_eq!(seen[0].header("x-api-key"), Some("key-123"));
+    assert_eq!(seen[0].header("authorization"), None);
+    assert_eq!(
+        seen[1].request_line,
+        "GET /base/forecast?city=x&key=key-456 HTTP/1.1"
+    );
+    assert_eq!(seen[1].header("authorization"), None);
+
+    let plugins = admin.get_json("/v1/plugins");
+    let keyed = plugins["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .find(|p| p["id"] == "keyed")
+        .expect("keyed listed")
+        .clone();
+    assert_eq!(keyed["auth"], "api_key");
+}
+
+#[test]
+fn import_validates_its_input_and_changes_nothing_on_error() {
+    let upstream = Upstream::start();
+    let server = server_with(&upstream, "");
+    let admin = server.admin();
+    let bad = [
+        json!({"tenant_id": "t", "plugin": "echo", "credentials": {"access_token": ""}}),
+        json!({"tenant_id": "t", "plugin": "echo", "credentials": {"access_token": "a", "expires_in": 10, "expires_at": "2030-01-01T00:00:00Z"}}),
+        json!({"tenant_id": "t", "plugin": "echo", "credentials": {"access_token": "a", "expires_in": -5}}),
+        json!({"tenant_id": "t", "plugin": "echo", "credentials": {"access_token": "a", "expires_at": "tomorrow"}}),
+        json!({"tenant_id": "", "plugin": "echo", "credentials": {"access_token": "a"}}),
+        json!({"tenant_id": "t", "plugin": "echo", "credentials": {"access_token": "a", "scopes": ["bad scope"]}}),
+    ];
+    for body in bad {
+        let r = admin.post_json("/v1/connections", &body);
+        assert_json_error(r, StatusCode::BAD_REQUEST, "invalid_request");
+    }
+    let r = admin.post_json(
+        "/v1/connections",
+        &json!({"tenant_id": "t", "plugin": "nope", "credentials": {"access_token": "a"}}),
+    );
+    assert_json_error(r, StatusCode::NOT_FOUND, "unknown_plugin");
+    let list = admin.get_json("/v1/connections");
+    assert_eq!(list["data"].as_array().expect("data").len(), 0, "{list}");
+
+    let id = import(
+        &admin,
+        "echo",
+        json!({"access_token": "a", "refresh_token": "r", "expires_at": "2030-01-01T00:00:00Z", "scopes": ["read"]}),
+    );
+    let conn = admin.connection(&id);
+    assert_eq!(conn["expires_at"], "2030-01-01T00:00:00Z");
+    assert_eq!(conn["scopes"], json!(["read"]));
+    assert_eq!(conn["refreshable"], true);
+}
+
+#[test]
+fn the_background_refresher_refreshes_before_expiry_without_any_caller() {
+    let config = TestConfig {
+        token_ttl_seconds: 4,
+        extra: "[refresh]\ninterval_seconds = 1\nlead_seconds = 600\n".into(),
+        ..TestConfig::default()
+    };
+    let server = Server::start_with(config);
+    let admin = server.admin();
+    let id = connect(&server, "t-background");
+    assert_eq!(server.token_requests(), 1);
+    let first = admin.connection(&id);
+    assert_eq!(first["last_refreshed_at"], Value::Null);
+    // Refreshed at half the 4 s lifetime by the scheduler, without any token fetch.
+    let deadline = std::time::Instant::now() + Duration::from_secs(8);
+    loop {
+        if server.token_requests() >= 2 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no background refresh happened"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let conn = admin.connection(&id);
+    assert_eq!(conn["status"], "connected");
+    assert!(conn["last_refreshed_at"].is_string(), "{conn}");
+    assert_ne!(conn["expires_at"], first["expires_at"]);
+    let token = admin.token(&id);
+    assert_eq!(server.sandbox_me(&token).status(), StatusCode::OK);
+}
