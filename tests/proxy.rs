@@ -29,11 +29,14 @@ impl Seen {
     }
 }
 
+/// A scripted answer: status, extra headers, body.
+type Reply = (u16, Vec<(String, String)>, String);
+
 /// A one-request-per-connection HTTP server answering from a script (then 200 `{"ok":true}`).
 struct Upstream {
     port: u16,
     seen: Arc<Mutex<Vec<Seen>>>,
-    script: Arc<Mutex<Vec<(u16, Vec<(String, String)>, String)>>>,
+    script: Arc<Mutex<Vec<Reply>>>,
 }
 
 impl Upstream {
@@ -41,7 +44,7 @@ impl Upstream {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind upstream");
         let port = listener.local_addr().expect("addr").port();
         let seen = Arc::new(Mutex::new(Vec::new()));
-        let script: Arc<Mutex<Vec<(u16, Vec<(String, String)>, String)>>> = Arc::default();
+        let script: Arc<Mutex<Vec<Reply>>> = Arc::default();
         let (seen2, script2) = (Arc::clone(&seen), Arc::clone(&script));
         std::thread::spawn(move || {
             for stream in listener.incoming() {
