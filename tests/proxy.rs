@@ -461,3 +461,106 @@ fn the_background_refresher_refreshes_before_expiry_without_any_caller() {
     let token = admin.token(&id);
     assert_eq!(server.sandbox_me(&token).status(), StatusCode::OK);
 }
+
+#[test]
+fn refresh_failures_are_classified_transient_or_permanent() {
+    let upstream = Upstream::start();
+    let extra = format!(
+        r#"
+[plugins.flaky]
+authorization_url = "http://127.0.0.1:{port}/authorize"
+token_url = "http://127.0.0.1:{port}/token"
+client_id = "flaky-client"
+client_secret = "flaky-secret-LEAKCHECK"
+token_auth_method = "client_secret_post"
+"#,
+        port = upstream.port
+    );
+    let server = server_with(&upstream, &extra);
+    let admin = server.admin();
+    let id = import(
+        &admin,
+        "flaky",
+        json!({"access_token": "old-at", "refresh_token": "rt-1", "expires_in": 3600}),
+    );
+    let force = format!("/v1/connections/{id}/token?force_refresh=true");
+
+    // 500, 429, 503 with an OAuth body, a redirect and a non-JSON 200: the provider is failing,
+    // the grant is not dead. The connection stays connected and the old token stays stored.
+    upstream.then(500, &[], "oops");
+    upstream.then(429, &[("retry-after", "5")], "{\"error\":\"slow_down\"}");
+    upstream.then(503, &[], "{\"error\":\"temporarily_unavailable\"}");
+    for _ in 0..3 {
+        let r = admin.get(&force);
+        assert!(r.headers().get("retry-after").is_some());
+        assert_json_error(r, StatusCode::SERVICE_UNAVAILABLE, "refresh_failed");
+        assert_eq!(admin.connection(&id)["status"], "connected");
+    }
+    upstream.then(302, &[("location", "http://127.0.0.1:9/elsewhere")], "");
+    upstream.then(200, &[("content-type", "text/html")], "<html>");
+    for _ in 0..2 {
+        let r = admin.get(&force);
+        assert_json_error(r, StatusCode::SERVICE_UNAVAILABLE, "refresh_failed");
+        assert_eq!(admin.connection(&id)["status"], "connected");
+    }
+    let seen = upstream.seen();
+    assert_eq!(
+        seen.len(),
+        5,
+        "one request per attempt, no redirect followed"
+    );
+    let body = String::from_utf8_lossy(&seen[0].body).to_string();
+    assert!(
+        body.contains("grant_type=refresh_token") && body.contains("refresh_token=rt-1"),
+        "{body}"
+    );
+    assert!(
+        body.contains("client_id=flaky-client"),
+        "client_secret_post: {body}"
+    );
+
+    // A success without a refresh token keeps the old one; one with a new one replaces it.
+    upstream.then(
+        200,
+        &[],
+        r#"{"access_token":"at-2","token_type":"Bearer","expires_in":3600}"#,
+    );
+    assert_eq!(admin.get_json(&force)["access_token"], "at-2");
+    upstream.then(
+        200,
+        &[],
+        r#"{"access_token":"at-3","token_type":"bearer","refresh_token":"rt-2"}"#,
+    );
+    let t = admin.get_json(&force);
+    assert_eq!(t["access_token"], "at-3");
+    assert_eq!(
+        t["expires_at"],
+        Value::Null,
+        "no expires_in: a non-expiring token"
+    );
+    upstream.then(
+        400,
+        &[],
+        r#"{"error":"invalid_grant","error_description":"revoked"}"#,
+    );
+    let r = admin.get(&force);
+    assert_json_error(r, StatusCode::CONFLICT, "connection_expired");
+    let seen = upstream.seen();
+    assert!(
+        String::from_utf8_lossy(&seen[6].body).contains("refresh_token=rt-1"),
+        "kept rt-1"
+    );
+    assert!(
+        String::from_utf8_lossy(&seen[7].body).contains("refresh_token=rt-2"),
+        "rotated to rt-2"
+    );
+    let conn = admin.connection(&id);
+    assert_eq!(conn["status"], "expired");
+    assert_eq!(conn["last_error"]["code"], "invalid_grant");
+    assert!(conn["expired_at"].is_string());
+    // No retry loop: an expired connection does not call the provider again.
+    let r = admin.get(&force);
+    assert_json_error(r, StatusCode::CONFLICT, "not_connected");
+    assert_eq!(upstream.seen().len(), 8);
+    assert!(!server.stderr().contains("flaky-secret-LEAKCHECK"));
+}
