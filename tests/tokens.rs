@@ -195,3 +195,34 @@ fn pending_and_failed_connections_have_no_token() {
     );
     assert_eq!(server.token_requests(), 0);
 }
+
+#[test]
+fn concurrent_callers_needing_a_refresh_share_one_provider_call() {
+    let server = Server::start_with(TestConfig {
+        token_ttl_seconds: 2,
+        ..TestConfig::default()
+    });
+    let id = connect(&server, "t-single-flight");
+    assert_eq!(server.token_requests(), 1);
+    // Past half its 2 s lifetime, every fetch needs a refresh.
+    std::thread::sleep(Duration::from_millis(1300));
+    let tokens: Vec<String> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..16)
+            .map(|_| scope.spawn(|| server.admin().token(&id)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("caller thread"))
+            .collect()
+    });
+    assert_eq!(
+        server.token_requests(),
+        2,
+        "exactly one refresh for 16 callers"
+    );
+    assert!(
+        tokens.iter().all(|t| *t == tokens[0]),
+        "all callers got the refreshed token"
+    );
+    assert_eq!(server.sandbox_me(&tokens[0]).status(), StatusCode::OK);
+}
