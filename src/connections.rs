@@ -21,7 +21,7 @@ pub use flow::{
     AuthorizeStart, CallbackOutcome, CallbackParams, LinkCreated, LinkRequest, LinkView,
 };
 pub use import::ImportRequest;
-pub use proxy::ProxyRequest;
+pub use proxy::{ProxyBody, ProxyRequest};
 pub use tokens::{AccessTokenView, RevokeOutcome};
 
 #[derive(Debug, thiserror::Error)]

@@ -564,3 +564,41 @@ token_auth_method = "client_secret_post"
     assert_eq!(upstream.seen().len(), 8);
     assert!(!server.stderr().contains("flaky-secret-LEAKCHECK"));
 }
+
+#[test]
+fn large_uploads_stream_through_and_are_not_replayed() {
+    let upstream = Upstream::start();
+    let server = server_with(&upstream, "");
+    let admin = server.admin();
+    let id = import(
+        &admin,
+        "echo",
+        json!({"access_token": "at-big", "expires_in": 3600}),
+    );
+    // Far over max_body_bytes (64 KiB): the proxy streams instead of buffering.
+    let big: Vec<u8> = (0..5 * 1024 * 1024).map(|i| (i % 251) as u8).collect();
+    let r = admin
+        .client
+        .put(server.url(&format!("/v1/connections/{id}/proxy/upload")))
+        .bearer_auth(ADMIN_KEY)
+        .body(big.clone())
+        .send()
+        .expect("upload");
+    assert_eq!(r.status(), StatusCode::OK);
+    let seen = upstream.seen();
+    assert_eq!(seen[0].header("content-length"), Some("5242880"));
+    assert!(seen[0].body == big, "the body arrived intact");
+
+    // A streamed body cannot be replayed: a 401 goes back to the caller, no refresh attempt.
+    upstream.then(401, &[], "{}");
+    let r = admin
+        .client
+        .post(server.url(&format!("/v1/connections/{id}/proxy/upload")))
+        .bearer_auth(ADMIN_KEY)
+        .body("payload")
+        .send()
+        .expect("post");
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(upstream.seen().len(), 2);
+    assert_eq!(upstream.seen()[1].body, b"payload");
+}

@@ -6,13 +6,21 @@ use super::{ConnectError, Connections};
 use crate::oauth::Placement;
 
 /// A request to forward: the caller's method, the path after `/proxy/`, query, the headers the
-/// caller may pass on, and the (bounded, already read) body.
+/// caller may pass on, and the body.
 pub struct ProxyRequest {
     pub method: reqwest::Method,
     pub path: String,
     pub query: String,
     pub headers: reqwest::header::HeaderMap,
-    pub body: Vec<u8>,
+    pub body: ProxyBody,
+}
+
+pub enum ProxyBody {
+    /// Held in memory, so a 401 can be retried once after a refresh.
+    Buffered(Vec<u8>),
+    /// Passed through as it arrives (large uploads); it cannot be replayed, so a 401 is
+    /// answered as is.
+    Streaming(reqwest::Body),
 }
 
 impl Connections {
@@ -25,8 +33,8 @@ impl Connections {
         build_target(base, path, query)
     }
 
-    /// Forwards with the connection's access token. On a 401 the token is refreshed once and
-    /// the request retried once (the body is buffered, so it can be replayed).
+    /// Forwards with the connection's access token. On a 401 a buffered request is retried
+    /// once after one refresh.
     pub async fn proxy(
         &self,
         id: &str,
@@ -36,9 +44,14 @@ impl Connections {
         let target = self.proxy_target(&connection.plugin, &req.path, &req.query)?;
         let placement = self.provider(&connection.plugin)?.placement();
         let token = self.access_token(id, false).await?;
-        let response = self
-            .forward(&target, &req, &placement, &token.access_token)
-            .await?;
+        let send = |token: String, body: reqwest::Body| {
+            self.forward(&target, &req.method, &req.headers, body, &placement, token)
+        };
+        let buffered = match req.body {
+            ProxyBody::Streaming(body) => return send(token.access_token, body).await,
+            ProxyBody::Buffered(ref bytes) => bytes.clone(),
+        };
+        let response = send(token.access_token.clone(), buffered.clone().into()).await?;
         if response.status() != reqwest::StatusCode::UNAUTHORIZED {
             return Ok(response);
         }
@@ -46,22 +59,23 @@ impl Connections {
         if fresh.access_token == token.access_token {
             return Ok(response);
         }
-        self.forward(&target, &req, &placement, &fresh.access_token)
-            .await
+        send(fresh.access_token, buffered.into()).await
     }
 
     async fn forward(
         &self,
         target: &Url,
-        req: &ProxyRequest,
+        method: &reqwest::Method,
+        headers: &reqwest::header::HeaderMap,
+        body: reqwest::Body,
         placement: &Placement<'_>,
-        token: &str,
+        token: String,
     ) -> Result<reqwest::Response, ConnectError> {
         let mut url = target.clone();
-        let mut headers = req.headers.clone();
+        let mut headers = headers.clone();
         match placement {
             Placement::Query(name) => {
-                url.query_pairs_mut().append_pair(name, token);
+                url.query_pairs_mut().append_pair(name, &token);
             }
             Placement::Header { name, prefix } => {
                 let value = reqwest::header::HeaderValue::from_str(&format!("{prefix}{token}"))
@@ -77,9 +91,9 @@ impl Connections {
         }
         self.backchannel
             .streaming()
-            .request(req.method.clone(), url)
+            .request(method.clone(), url)
             .headers(headers)
-            .body(req.body.clone())
+            .body(body)
             .send()
             .await
             .map_err(|e| {

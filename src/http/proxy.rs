@@ -5,7 +5,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::TryStreamExt;
 
-use crate::connections::ProxyRequest;
+use crate::connections::{ProxyBody, ProxyRequest};
 use crate::error::AppError;
 use crate::state::AppState;
 
@@ -47,7 +47,7 @@ pub async fn forward(
     req: HttpRequest,
     state: web::Data<AppState>,
     id: web::Path<(String, String)>,
-    body: web::Bytes,
+    payload: web::Payload,
 ) -> Result<HttpResponse, AppError> {
     let (id, _) = id.into_inner();
     // The raw (still percent-encoded) tail, so encoded '..' or '/' cannot slip through decoding.
@@ -73,6 +73,12 @@ pub async fn forward(
             headers.append(k, v);
         }
     }
+    // A streamed body keeps its declared length: many APIs refuse chunked uploads.
+    if let Some(len) = req.headers().get("content-length") {
+        if let Ok(v) = reqwest::header::HeaderValue::from_bytes(len.as_bytes()) {
+            headers.insert(reqwest::header::CONTENT_LENGTH, v);
+        }
+    }
     let upstream = state
         .connections
         .proxy(
@@ -82,11 +88,40 @@ pub async fn forward(
                 path,
                 query: req.uri().query().unwrap_or_default().to_string(),
                 headers,
-                body: body.to_vec(),
+                body: request_body(&req, payload),
             },
         )
         .await?;
     Ok(stream_back(upstream))
+}
+
+/// No body: an empty, replayable one. Otherwise the caller's body is streamed through as it
+/// arrives (actix's payload is not `Send`, so a local task feeds a channel reqwest reads).
+fn request_body(req: &HttpRequest, mut payload: web::Payload) -> ProxyBody {
+    let has_body = req.headers().contains_key("transfer-encoding")
+        || req
+            .headers()
+            .get("content-length")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim() != "0");
+    if !has_body {
+        return ProxyBody::Buffered(Vec::new());
+    }
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<web::Bytes, std::io::Error>>(8);
+    actix_web::rt::spawn(async move {
+        use futures_util::StreamExt;
+        while let Some(chunk) = payload.next().await {
+            let item = chunk.map_err(|e| std::io::Error::other(e.to_string()));
+            let failed = item.is_err();
+            if tx.send(item).await.is_err() || failed {
+                break;
+            }
+        }
+    });
+    ProxyBody::Streaming(reqwest::Body::wrap_stream(futures_util::stream::unfold(
+        rx,
+        |mut rx| async move { rx.recv().await.map(|item| (item, rx)) },
+    )))
 }
 
 /// The upstream answer, streamed, minus hop-by-hop headers and cookies.
@@ -168,7 +203,7 @@ pub async fn request(
                 path: b.path.trim_start_matches('/').to_string(),
                 query,
                 headers,
-                body: payload,
+                body: ProxyBody::Buffered(payload),
             },
         )
         .await?;
