@@ -63,6 +63,9 @@ pub struct RefreshConfig {
     /// Refreshes running at once.
     #[serde(default = "default_concurrency")]
     pub concurrency: usize,
+    /// Background refreshes running at once against any one plugin's provider.
+    #[serde(default = "default_per_plugin")]
+    pub per_plugin_concurrency: usize,
 }
 
 impl Default for RefreshConfig {
@@ -72,6 +75,7 @@ impl Default for RefreshConfig {
             lead_seconds: default_lead(),
             interval_seconds: default_interval(),
             concurrency: default_concurrency(),
+            per_plugin_concurrency: default_per_plugin(),
         }
     }
 }
@@ -87,6 +91,9 @@ fn default_interval() -> u64 {
 }
 fn default_concurrency() -> usize {
     4
+}
+fn default_per_plugin() -> usize {
+    2
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -337,6 +344,12 @@ impl Config {
             return Err(invalid(
                 "refresh",
                 "min_validity_seconds and lead_seconds must be at most 86400".into(),
+            ));
+        }
+        if !(1..=64).contains(&self.refresh.per_plugin_concurrency) {
+            return Err(invalid(
+                "refresh.per_plugin_concurrency",
+                "expected a number between 1 and 64".into(),
             ));
         }
         if !(1..=64).contains(&self.refresh.concurrency) {

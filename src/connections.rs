@@ -86,7 +86,7 @@ pub struct Connections {
     settings: Settings,
     /// One async lock per connection being refreshed or revoked (single flight).
     in_flight: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
-    backoff: scheduler::Backoff,
+    scheduler: scheduler::SchedulerState,
 }
 
 /// A page of connections and the cursor for the next one.
@@ -108,7 +108,7 @@ impl Connections {
             backchannel,
             settings,
             in_flight: Mutex::new(HashMap::new()),
-            backoff: scheduler::Backoff::default(),
+            scheduler: scheduler::SchedulerState::default(),
         }
     }
 

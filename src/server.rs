@@ -142,7 +142,10 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
             let lead = i64::try_from(refresh.lead_seconds).unwrap_or(600);
             loop {
                 tick.tick().await;
-                match refresher.refresh_due(lead, refresh.concurrency).await {
+                match refresher
+                    .refresh_due(lead, refresh.concurrency, refresh.per_plugin_concurrency)
+                    .await
+                {
                     Ok(0) => {}
                     Ok(n) => tracing::debug!(attempted = n, "background refresh pass"),
                     Err(e) => tracing::warn!(error = %e, "background refresh pass failed"),

@@ -602,3 +602,68 @@ fn large_uploads_stream_through_and_are_not_replayed() {
     assert_eq!(upstream.seen().len(), 2);
     assert_eq!(upstream.seen()[1].body, b"payload");
 }
+
+#[test]
+fn a_failing_provider_revocation_still_deletes_local_credentials() {
+    let upstream = Upstream::start();
+    let extra = format!(
+        r#"
+[plugins.revocable]
+authorization_url = "http://127.0.0.1:{port}/authorize"
+token_url = "http://127.0.0.1:{port}/token"
+revocation_url = "http://127.0.0.1:{port}/revoke"
+client_id = "rev-client"
+client_secret = "rev-secret"
+"#,
+        port = upstream.port
+    );
+    let server = server_with(&upstream, &extra);
+    let admin = server.admin();
+    let id = import(
+        &admin,
+        "revocable",
+        json!({"access_token": "at-r", "refresh_token": "rt-r", "expires_in": 3600}),
+    );
+    upstream.then(503, &[], "down");
+    let r = admin.post(&format!("/v1/connections/{id}/revoke"));
+    assert_eq!(r.status(), StatusCode::OK);
+    let v: Value = r.json().expect("JSON");
+    assert_eq!(v["status"], "revoked");
+    assert_eq!(v["provider_revocation"], "failed");
+    assert!(
+        v["provider_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("503")),
+        "{v}"
+    );
+    assert!(v["revoked_at"].is_string());
+    let r = admin.get(&format!("/v1/connections/{id}/token"));
+    assert_json_error(r, StatusCode::CONFLICT, "not_connected");
+    // The refresh token was offered first, with its hint and HTTP Basic client authentication.
+    let seen = upstream.seen();
+    assert_eq!(seen.len(), 1, "stopped at the first failure");
+    let body = String::from_utf8_lossy(&seen[0].body).to_string();
+    assert!(
+        body.contains("token=rt-r") && body.contains("token_type_hint=refresh_token"),
+        "{body}"
+    );
+    assert!(seen[0]
+        .header("authorization")
+        .is_some_and(|a| a.starts_with("Basic ")));
+
+    // A working endpoint: both tokens are revoked, refresh token first.
+    let id = import(
+        &admin,
+        "revocable",
+        json!({"access_token": "at-s", "refresh_token": "rt-s", "expires_in": 3600}),
+    );
+    let v: Value = admin
+        .post(&format!("/v1/connections/{id}/revoke"))
+        .json()
+        .expect("JSON");
+    assert_eq!(v["provider_revocation"], "revoked");
+    let seen = upstream.seen();
+    assert!(String::from_utf8_lossy(&seen[1].body).contains("token=rt-s"));
+    assert!(String::from_utf8_lossy(&seen[2].body).contains("token=at-s"));
+    assert!(String::from_utf8_lossy(&seen[2].body).contains("token_type_hint=access_token"));
+}

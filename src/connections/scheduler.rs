@@ -2,7 +2,7 @@
 //! asks, a few at a time, with exponential backoff and jitter after transient failures.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use futures_util::StreamExt;
 
@@ -10,13 +10,27 @@ use super::model::{now, Timestamp};
 use super::{ConnectError, Connections};
 use crate::vault::random_bytes;
 
-/// Connections whose last background refresh failed transiently: when to try again.
+/// Background-refresh bookkeeping: per-connection backoff after transient failures, and the
+/// per-plugin limits.
 #[derive(Default)]
-pub struct Backoff {
+pub struct SchedulerState {
     next: Mutex<HashMap<String, (u32, Timestamp)>>,
+    /// One semaphore per plugin for background refreshes.
+    plugins: Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>,
 }
 
-impl Backoff {
+impl SchedulerState {
+    fn plugin_limit(&self, plugin: &str, permits: usize) -> Arc<tokio::sync::Semaphore> {
+        let mut map = self
+            .plugins
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Arc::clone(
+            map.entry(plugin.to_string())
+                .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(permits.max(1)))),
+        )
+    }
+
     fn ready(&self, id: &str, t: Timestamp) -> bool {
         self.lock().get(id).is_none_or(|(_, at)| *at <= t)
     }
@@ -42,10 +56,13 @@ impl Backoff {
 
 impl Connections {
     /// One pass: refreshes what is due. Returns how many refreshes were attempted.
+    /// `concurrency` bounds the pass; `per_plugin` bounds each provider within it, so one busy
+    /// provider neither gets stampeded nor takes every slot.
     pub async fn refresh_due(
         &self,
         lead_seconds: i64,
         concurrency: usize,
+        per_plugin: usize,
     ) -> Result<usize, ConnectError> {
         let t = now();
         let before = t + lead_seconds;
@@ -54,17 +71,24 @@ impl Connections {
             .await?;
         let ready: Vec<String> = due
             .into_iter()
-            .filter(|id| self.backoff.ready(id, t))
+            .filter(|id| self.scheduler.ready(id, t))
             .collect();
         let attempted = ready.len();
         futures_util::stream::iter(ready)
             .for_each_concurrent(concurrency.max(1), |id| async move {
+                let Ok(connection) = self.get(&id).await else {
+                    return; // deleted meanwhile
+                };
+                let limit = self.scheduler.plugin_limit(&connection.plugin, per_plugin);
+                let Ok(_permit) = limit.acquire().await else {
+                    return;
+                };
                 match self.fresh_token(&id, false, lead_seconds).await {
-                    Ok(_) => self.backoff.succeeded(&id),
-                    Err(ConnectError::RefreshFailed(_)) => self.backoff.failed(&id, now()),
+                    Ok(_) => self.scheduler.succeeded(&id),
+                    Err(ConnectError::RefreshFailed(_)) => self.scheduler.failed(&id, now()),
                     // Expired (already logged), revoked or deleted meanwhile: nothing to retry.
                     Err(e) => {
-                        self.backoff.succeeded(&id);
+                        self.scheduler.succeeded(&id);
                         tracing::debug!(connection = %id, error = %e, "background refresh skipped");
                     }
                 }
