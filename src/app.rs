@@ -70,6 +70,7 @@ pub fn build_app(
         .wrap(middleware::from_fn(auth::log_request))
         .route("/healthz", web::get().to(pages::healthz))
         .route("/assets/{file}", web::get().to(assets::serve))
+        .route("/connect/result", web::get().to(pages::result))
         .route("/connect/{token}", web::get().to(pages::connect_page))
         .route(
             "/connect/{token}/authorize",

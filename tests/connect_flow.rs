@@ -170,8 +170,13 @@ fn full_flow_with_redirect_url_connects_and_hands_out_a_working_token() {
 fn without_redirect_url_the_callback_shows_a_success_page() {
     let server = Server::start();
     let flow = run_flow(&server, "tenant-page", None, true, "bob");
-    assert_eq!(flow.callback_status, StatusCode::OK);
-    assert!(flow.callback_location.is_none());
+    assert_eq!(flow.callback_status, StatusCode::SEE_OTHER);
+    let dest = flow.callback_location.expect("Location");
+    assert_eq!(
+        dest,
+        server.url("/connect/result?status=connected"),
+        "a clean URL: no code, no state"
+    );
     let admin = server.admin();
     assert_eq!(
         admin.connection(&flow.link.connection_id)["status"],
@@ -189,6 +194,8 @@ fn success_page_is_html_with_the_result() {
     let auth = start_authorize(&server, &browser, &link.token);
     let callback = sandbox_decide(&server, &auth.url, true, "carol");
     let r = browser.get(callback.as_str()).send().expect("callback");
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let r = browser.get(location(&r)).send().expect("result page");
     assert_eq!(r.status(), StatusCode::OK);
     assert!(header(r.headers(), "content-type").starts_with("text/html"));
     let html = r.text().expect("body");
@@ -254,7 +261,18 @@ fn deny_without_redirect_url_shows_an_error_page() {
         Some("access_denied")
     );
     let r = browser.get(callback.as_str()).send().expect("callback");
-    let html = assert_error_page(r, StatusCode::BAD_REQUEST, "access_denied");
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let dest = location(&r);
+    assert!(
+        dest.starts_with(&server.url("/connect/result?status=error&error=access_denied")),
+        "{dest}"
+    );
+    assert!(
+        !dest.contains("state=") && !dest.contains(&auth.state),
+        "a clean URL: {dest}"
+    );
+    let r = browser.get(&dest).send().expect("result page");
+    let html = assert_error_page(r, StatusCode::OK, "access_denied");
     assert!(
         html.contains("denied the request at the sandbox provider"),
         "the provider's description is shown (escaped):\n{html}"
@@ -499,7 +517,7 @@ fn a_link_completes_only_once_even_with_two_pending_attempts() {
         .get(second_callback.as_str())
         .send()
         .expect("callback");
-    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
     assert_eq!(server.token_requests(), 1);
     let token = admin.token(&link.connection_id);
 
@@ -521,4 +539,21 @@ fn a_link_completes_only_once_even_with_two_pending_attempts() {
     assert_eq!(server.token_requests(), 1, "no token call for a spent link");
     assert_eq!(admin.connection(&link.connection_id)["status"], "revoked");
     assert_ne!(server.sandbox_me(&token).status(), StatusCode::OK);
+}
+
+#[test]
+fn the_result_page_escapes_what_its_query_says() {
+    let server = Server::start();
+    let r = plain_client()
+        .get(server.url("/connect/result"))
+        .query(&[
+            ("status", "error"),
+            ("error", "<script>x</script>"),
+            ("error_description", "<img src=x onerror=alert(1)>"),
+        ])
+        .send()
+        .expect("result page");
+    let html = assert_error_page(r, StatusCode::OK, "scriptxscript");
+    assert!(!html.contains("<img src=x"), "{html}");
+    assert!(html.contains("&#60;img src=x"), "escaped: {html}");
 }

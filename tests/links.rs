@@ -59,7 +59,7 @@ fn expired_link_shows_link_expired() {
 fn used_link_shows_link_used() {
     let server = Server::start();
     let flow = run_flow(&server, "t-used", None, true, "u");
-    assert_eq!(flow.callback_status, StatusCode::OK);
+    assert_eq!(flow.callback_status, StatusCode::SEE_OTHER);
     assert_error_page(
         flow.browser
             .get(&flow.link.connect_url)
@@ -343,7 +343,7 @@ fn a_reauthorisation_link_reuses_its_connection_but_not_across_tenants() {
     };
     let old = admin.token(&id);
     let flow = run_flow_for(&server, link, true, "again");
-    assert_eq!(flow.callback_status, StatusCode::OK);
+    assert_eq!(flow.callback_status, StatusCode::SEE_OTHER);
     assert_eq!(admin.connection(&id)["status"], "connected");
     assert_ne!(admin.token(&id), old, "new credentials replace the old");
     assert_eq!(

@@ -73,7 +73,7 @@ fn exercise(server: &Server) -> Vec<(String, String)> {
 
     // A denied flow without redirect (the provider's error description is logged at most).
     let denied = run_flow(server, "tenant-logs", None, false, "log-user");
-    assert_eq!(denied.callback_status, StatusCode::BAD_REQUEST);
+    assert_eq!(denied.callback_status, StatusCode::SEE_OTHER);
     secrets.push(("denied link token".into(), denied.link.token.clone()));
     secrets.push(("denied state".into(), denied.authorize.state.clone()));
 

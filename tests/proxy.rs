@@ -271,7 +271,7 @@ fn a_401_refreshes_once_and_retries_once_and_429_passes_through() {
     let admin = server.admin();
     let link = admin.create_link("t-401", "echo", None);
     let flow = run_flow_for(&server, link, true, "alice");
-    assert_eq!(flow.callback_status, StatusCode::OK);
+    assert_eq!(flow.callback_status, StatusCode::SEE_OTHER);
     let id = flow.link.connection_id;
     let before = admin.token(&id);
     assert_eq!(server.token_requests(), 1);

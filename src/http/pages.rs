@@ -146,6 +146,45 @@ pub async fn authorize(
 }
 
 #[derive(Deserialize)]
+pub struct ResultQuery {
+    status: Option<String>,
+    error: Option<String>,
+    error_description: Option<String>,
+}
+
+/// The end of a flow without a `redirect_url`. Only shows what its query says; it reveals and
+/// changes nothing (anyone can open it).
+pub async fn result(query: web::Query<ResultQuery>) -> HttpResponse {
+    let q = query.into_inner();
+    if q.status.as_deref() == Some("connected") {
+        return render_page(
+            StatusCode::OK,
+            &ResultPage {
+                title: "Connected",
+                message: "Your account is connected. You can close this window.",
+            },
+        );
+    }
+    let code: String = q
+        .error
+        .unwrap_or_default()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || "_.-".contains(*c))
+        .take(64)
+        .collect();
+    let detail: Option<String> = q.error_description.map(|d| d.chars().take(300).collect());
+    render_page(
+        StatusCode::OK,
+        &ErrorPage {
+            title: "The connection was not completed",
+            code: if code.is_empty() { "provider_error" } else { &code },
+            message: "The provider did not grant access. You can close this window and try again from the application.",
+            detail: detail.as_deref(),
+        },
+    )
+}
+
+#[derive(Deserialize)]
 pub struct CallbackQuery {
     code: Option<String>,
     state: Option<String>,
@@ -177,29 +216,33 @@ pub async fn callback(
             req.cookie(name).map(|c| c.value().to_string())
         })
         .await?;
-    let mut response = match (&outcome.redirect, &outcome.error) {
-        (Some(url), _) => {
-            let mut r = HttpResponse::Found();
-            r.insert_header((header::LOCATION, url.as_str()));
-            r.finish()
+    // Without a redirect_url our own result page is shown, at a clean URL (S7: the code and
+    // state must not stay in the address bar or history).
+    let destination = outcome.redirect.clone().unwrap_or_else(|| {
+        let mut url =
+            crate::oauth::join(&state.connections.settings().public_url, "connect/result");
+        {
+            let mut q = url.query_pairs_mut();
+            match &outcome.error {
+                None => q.append_pair("status", "connected"),
+                Some((code, description)) => {
+                    q.append_pair("status", "error").append_pair("error", code);
+                    if let Some(d) = description {
+                        q.append_pair("error_description", d);
+                    }
+                    &mut q
+                }
+            };
         }
-        (None, None) => render_page(
-            StatusCode::OK,
-            &ResultPage {
-                title: "Connected",
-                message: "Your account is connected. You can close this window.",
-            },
-        ),
-        (None, Some((code, description))) => render_page(
-            StatusCode::BAD_REQUEST,
-            &ErrorPage {
-                title: "The connection was not completed",
-                code,
-                message: "The provider did not grant access.",
-                detail: description.as_deref(),
-            },
-        ),
-    };
+        url
+    });
+    let mut response = if outcome.redirect.is_some() {
+        HttpResponse::Found()
+    } else {
+        HttpResponse::SeeOther()
+    }
+    .insert_header((header::LOCATION, destination.as_str()))
+    .finish();
     if let Some(name) = cookie_name {
         let mut expired = Cookie::build(name, "").path("/").finish();
         expired.make_removal();

@@ -632,7 +632,11 @@ pub fn run_flow_for(server: &Server, link: Link, approve: bool, login: &str) -> 
 /// A connected sandbox connection for `tenant`; returns its id.
 pub fn connect(server: &Server, tenant: &str) -> String {
     let flow = run_flow(server, tenant, None, true, "sandbox-user");
-    assert_eq!(flow.callback_status, StatusCode::OK, "callback status");
+    assert_eq!(
+        flow.callback_status,
+        StatusCode::SEE_OTHER,
+        "callback status"
+    );
     flow.link.connection_id
 }
 
