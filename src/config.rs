@@ -105,6 +105,10 @@ pub struct ServerConfig {
     pub public_url: Option<Url>,
     #[serde(default = "default_body_limit")]
     pub max_body_bytes: usize,
+    /// Deadline for calls to providers' token and revocation endpoints (and for connecting to
+    /// their APIs when proxying).
+    #[serde(default = "default_outbound_timeout")]
+    pub outbound_timeout_seconds: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -190,6 +194,9 @@ struct RawConfig {
 fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 8080))
 }
+fn default_outbound_timeout() -> u64 {
+    15
+}
 fn default_body_limit() -> usize {
     64 * 1024
 }
@@ -255,6 +262,7 @@ impl Config {
                 listen: default_listen(),
                 public_url: None,
                 max_body_bytes: default_body_limit(),
+                outbound_timeout_seconds: default_outbound_timeout(),
             }),
             storage: raw.storage.unwrap_or(StorageConfig {
                 path: default_db_path(),
@@ -312,6 +320,12 @@ impl Config {
                     "expected a base URL without query or fragment".into(),
                 ));
             }
+        }
+        if !(1..=300).contains(&self.server.outbound_timeout_seconds) {
+            return Err(invalid(
+                "server.outbound_timeout_seconds",
+                "expected a number of seconds between 1 and 300".into(),
+            ));
         }
         if self.server.max_body_bytes < 1024 {
             return Err(invalid(

@@ -112,7 +112,7 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
     let connections = Connections::new(
         Arc::new(store),
         providers,
-        Backchannel::new(Duration::from_secs(15))?,
+        Backchannel::new(Duration::from_secs(config.server.outbound_timeout_seconds))?,
         settings,
     );
     let state = AppState {

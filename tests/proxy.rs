@@ -84,6 +84,9 @@ impl Upstream {
                         s.remove(0)
                     }
                 };
+                if let Some((_, ms)) = extra.iter().find(|(k, _)| k == "x-delay-ms") {
+                    std::thread::sleep(Duration::from_millis(ms.parse().unwrap_or(0)));
+                }
                 let mut out = stream;
                 let mut head = format!(
                     "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\nset-cookie: upstream=1\r\n",
@@ -120,6 +123,10 @@ impl Upstream {
 
 /// A server with a sandbox-backed plugin whose API is the upstream, and an API-key plugin.
 fn server_with(upstream: &Upstream, extra: &str) -> Server {
+    server_with_config(upstream, extra, TestConfig::default())
+}
+
+fn server_with_config(upstream: &Upstream, extra: &str, base: TestConfig) -> Server {
     let config = TestConfig {
         extra: format!(
             r#"[plugins.echo]
@@ -142,7 +149,7 @@ api_key_query = "key"
             secret = toml_str(SANDBOX_SECRET),
             base = upstream.base(),
         ),
-        ..TestConfig::default()
+        ..base
     };
     Server::start_with(config)
 }
@@ -666,4 +673,58 @@ client_secret = "rev-secret"
     assert!(String::from_utf8_lossy(&seen[1].body).contains("token=rt-s"));
     assert!(String::from_utf8_lossy(&seen[2].body).contains("token=at-s"));
     assert!(String::from_utf8_lossy(&seen[2].body).contains("token_type_hint=access_token"));
+}
+
+#[test]
+fn a_slow_provider_times_out_as_transient_and_expiry_without_refresh_token_expires() {
+    let upstream = Upstream::start();
+    let extra = format!(
+        r#"
+[plugins.slow]
+authorization_url = "http://127.0.0.1:{port}/authorize"
+token_url = "http://127.0.0.1:{port}/token"
+client_id = "slow-client"
+client_secret = "slow-secret"
+"#,
+        port = upstream.port
+    );
+    let base = TestConfig {
+        server_extra: "outbound_timeout_seconds = 1".into(),
+        ..TestConfig::default()
+    };
+    let server = server_with_config(&upstream, &extra, base);
+    let admin = server.admin();
+    let id = import(
+        &admin,
+        "slow",
+        json!({"access_token": "at-slow", "refresh_token": "rt-slow", "expires_in": 3600}),
+    );
+    upstream.then(
+        200,
+        &[("x-delay-ms", "2500")],
+        r#"{"access_token":"late","token_type":"Bearer"}"#,
+    );
+    let r = admin.get(&format!("/v1/connections/{id}/token?force_refresh=true"));
+    let v = assert_json_error(r, StatusCode::SERVICE_UNAVAILABLE, "refresh_failed");
+    assert!(v["message"].is_string());
+    let conn = admin.connection(&id);
+    assert_eq!(
+        conn["status"], "connected",
+        "a timeout never expires a connection"
+    );
+    assert_eq!(admin.token(&id), "at-slow", "the stored token is untouched");
+
+    // No refresh token: used until it expires, then the connection says so.
+    let short = import(
+        &admin,
+        "slow",
+        json!({"access_token": "at-short", "expires_in": 1}),
+    );
+    assert_eq!(admin.connection(&short)["refreshable"], false);
+    std::thread::sleep(Duration::from_millis(1300));
+    let r = admin.get(&format!("/v1/connections/{short}/token"));
+    assert_json_error(r, StatusCode::CONFLICT, "not_connected");
+    let conn = admin.connection(&short);
+    assert_eq!(conn["status"], "expired");
+    assert_eq!(conn["last_error"]["code"], "token_expired");
 }

@@ -38,6 +38,8 @@ pub struct TestConfig {
     pub allowed_redirect_urls: Vec<String>,
     /// Raw TOML appended after the `[plugins.sandbox]` table (more plugin tables).
     pub extra: String,
+    /// Raw TOML lines added to the `[server]` table.
+    pub server_extra: String,
     /// Environment variables for the process (every inherited `CONNECT_APPLIANCE_*` is removed).
     pub env: Vec<(String, String)>,
 }
@@ -51,6 +53,7 @@ impl Default for TestConfig {
             max_body_bytes: 65536,
             allowed_redirect_urls: vec![REDIRECT_PREFIX.to_string()],
             extra: String::new(),
+            server_extra: String::new(),
             env: Vec::new(),
         }
     }
@@ -72,6 +75,7 @@ impl TestConfig {
             r#"[server]
 listen = "127.0.0.1:0"
 max_body_bytes = {max_body}
+{server_extra}
 
 [storage]
 path = "data/connect.redb"
@@ -107,6 +111,7 @@ display_name = "Sandbox Test Provider"
             client_id = toml_str(SANDBOX_CLIENT_ID),
             secret = toml_str(SANDBOX_SECRET),
             extra = self.extra,
+            server_extra = self.server_extra,
         )
     }
 }
