@@ -5,7 +5,7 @@ use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::{middleware, web, App};
 
 use crate::error::AppError;
-use crate::http::{admin, assets, auth, pages, proxy, sandbox};
+use crate::http::{admin, assets, auth, limits, pages, proxy, sandbox};
 use crate::state::AppState;
 
 /// Security headers on every response (S7): no third-party sources, no framing, no referrer,
@@ -67,6 +67,7 @@ pub fn build_app(
                 .error_handler(|e, _| AppError::bad_request("invalid_path", e.to_string()).into()),
         )
         .wrap(security_headers())
+        .wrap(middleware::from_fn(limits::limit_public))
         .wrap(middleware::from_fn(auth::log_request))
         .route("/healthz", web::get().to(pages::healthz))
         .route("/assets/{file}", web::get().to(assets::serve))

@@ -45,7 +45,35 @@ pub struct Config {
     pub links: LinksConfig,
     pub sandbox: SandboxConfig,
     pub refresh: RefreshConfig,
+    pub limits: LimitsConfig,
     pub plugins: BTreeMap<String, PluginConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Requests per minute per client IP to the connect pages, the callback and the sandbox.
+    #[serde(default = "default_public_rate")]
+    pub public_requests_per_minute: u32,
+    /// Failed admin authentications per minute per client IP before answering 429.
+    #[serde(default = "default_failed_auth_rate")]
+    pub failed_auth_per_minute: u32,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            public_requests_per_minute: default_public_rate(),
+            failed_auth_per_minute: default_failed_auth_rate(),
+        }
+    }
+}
+
+fn default_public_rate() -> u32 {
+    300
+}
+fn default_failed_auth_rate() -> u32 {
+    30
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -188,6 +216,8 @@ struct RawConfig {
     #[serde(default)]
     refresh: RefreshConfig,
     #[serde(default)]
+    limits: LimitsConfig,
+    #[serde(default)]
     plugins: BTreeMap<String, PluginConfig>,
 }
 
@@ -280,6 +310,7 @@ impl Config {
                 token_ttl_seconds: default_sandbox_ttl(),
             }),
             refresh: raw.refresh,
+            limits: raw.limits,
             plugins: raw.plugins,
         };
         config.storage.path = base_dir.join(&config.storage.path);
@@ -358,6 +389,12 @@ impl Config {
             return Err(invalid(
                 "refresh",
                 "min_validity_seconds and lead_seconds must be at most 86400".into(),
+            ));
+        }
+        if self.limits.public_requests_per_minute == 0 || self.limits.failed_auth_per_minute == 0 {
+            return Err(invalid(
+                "limits",
+                "public_requests_per_minute and failed_auth_per_minute must be at least 1".into(),
             ));
         }
         if !(1..=64).contains(&self.refresh.per_plugin_concurrency) {

@@ -20,6 +20,8 @@ pub enum AppError {
     PayloadTooLarge(usize),
     #[error("no such route")]
     RouteNotFound,
+    #[error("too many requests; retry in a minute")]
+    RateLimited,
     #[error("the page could not be rendered")]
     Template(#[from] askama::Error),
 }
@@ -40,6 +42,7 @@ impl AppError {
             AppError::BadRequest { code, .. } => (StatusCode::BAD_REQUEST, code),
             AppError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             AppError::RouteNotFound => (StatusCode::NOT_FOUND, "not_found"),
+            AppError::RateLimited => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             AppError::Template(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
             AppError::Connect(e) => match e {
                 C::UnknownPlugin(_) => (StatusCode::NOT_FOUND, "unknown_plugin"),
@@ -113,8 +116,14 @@ impl ResponseError for AppError {
         self.log();
         let (status, code) = self.status_and_code();
         let mut response = HttpResponse::build(status);
-        if matches!(self, AppError::Connect(ConnectError::RefreshFailed(_))) {
-            response.insert_header(("Retry-After", "30"));
+        match self {
+            AppError::Connect(ConnectError::RefreshFailed(_)) => {
+                response.insert_header(("Retry-After", "30"));
+            }
+            AppError::RateLimited => {
+                response.insert_header(("Retry-After", "60"));
+            }
+            _ => {}
         }
         response.json(ErrorBody {
             error: code,

@@ -119,13 +119,16 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         connections: Arc::new(connections),
         admin_key_hashes: Arc::new(config.admin.key_hashes()),
         sandbox,
+        limits: Arc::new(crate::http::limits::Limits::new(&config.limits)),
         max_body_bytes: config.server.max_body_bytes,
     };
     let sweeper = Arc::clone(&state.connections);
+    let sweeper_limits = Arc::clone(&state.limits);
     actix_web::rt::spawn(async move {
         let mut tick = actix_web::rt::time::interval(Duration::from_secs(300));
         loop {
             tick.tick().await;
+            sweeper_limits.sweep();
             match sweeper.sweep().await {
                 Ok(0) => {}
                 Ok(n) => tracing::debug!(removed = n, "swept expired links and flows"),

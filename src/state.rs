@@ -5,6 +5,7 @@ use std::sync::Arc;
 use subtle::ConstantTimeEq;
 
 use crate::connections::Connections;
+use crate::http::limits::Limits;
 use crate::sandbox::Sandbox;
 
 #[derive(Clone)]
@@ -13,6 +14,7 @@ pub struct AppState {
     /// SHA-256 of each accepted admin key; presented keys are hashed and compared in constant time.
     pub admin_key_hashes: Arc<Vec<[u8; 32]>>,
     pub sandbox: Option<Arc<Sandbox>>,
+    pub limits: Arc<Limits>,
     pub max_body_bytes: usize,
 }
 

@@ -58,7 +58,11 @@ fn assert_unauthorized(r: Response, what: &str) {
 
 #[test]
 fn every_v1_route_requires_the_admin_key() {
-    let server = Server::start();
+    // Many failures from one IP: lift the failed-auth limit (tests/limits.rs covers it).
+    let server = Server::start_with(TestConfig {
+        extra: "[limits]\nfailed_auth_per_minute = 10000\n".into(),
+        ..TestConfig::default()
+    });
     let id = connect(&server, "t-auth");
     let token = server.admin().token(&id);
     for (method, path) in routes(&id) {

@@ -15,8 +15,9 @@ pub async fn require_admin(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, Error> {
+    let state = req.app_data::<web::Data<AppState>>().cloned();
     let ok = match (
-        req.app_data::<web::Data<AppState>>(),
+        state.as_ref(),
         req.headers()
             .get("authorization")
             .and_then(|v| v.to_str().ok())
@@ -28,7 +29,14 @@ pub async fn require_admin(
     if !ok {
         // A response, not an Err: errors returned from middleware skip the outer middleware
         // (security headers, access log).
-        let response = AppError::Unauthorized.error_response();
+        let ip = req.peer_addr().map(|a| a.ip());
+        let allowed = state.is_none_or(|s| s.limits.failed_auth_allowed(ip));
+        let error = if allowed {
+            AppError::Unauthorized
+        } else {
+            AppError::RateLimited
+        };
+        let response = error.error_response();
         return Ok(req.into_response(response).map_into_right_body());
     }
     next.call(req)
