@@ -38,6 +38,13 @@ pub enum Command {
     Serve,
     /// Validate the config, identity and database without serving; non-zero exit on problems.
     Check,
+    /// Re-wrap the vault's keys under another age identity (the server must be stopped). The
+    /// identity file is created (mode 0600) when it does not exist; afterwards only it opens the
+    /// database, so point `[vault] identity_file` at it.
+    RotateKey {
+        #[arg(long)]
+        new_identity: PathBuf,
+    },
     /// Write a ready config (random admin key, sandbox enabled) and a fresh identity into DIR.
     Init {
         #[arg(long, default_value = ".")]
@@ -50,6 +57,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Serve => crate::server::run(&cli.config),
         Command::Check => check(&cli.config),
         Command::Init { dir } => init(&dir),
+        Command::RotateKey { new_identity } => rotate_key(&cli.config, &new_identity),
     }
 }
 
@@ -99,6 +107,55 @@ fn check(path: &Path) -> ExitCode {
     } else {
         ExitCode::from(1)
     }
+}
+
+fn rotate_key(config_path: &Path, new_identity: &Path) -> ExitCode {
+    let config = match Config::load(config_path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if !config.storage.path.exists() {
+        eprintln!(
+            "error: {}: no database to rotate",
+            config.storage.path.display()
+        );
+        return ExitCode::from(2);
+    }
+    let store = match RedbStore::open(&config.storage.path, &config.vault.identity_file) {
+        Ok((store, _)) => store,
+        Err(e) => {
+            eprintln!("error: {e} (is the server still running? stop it first)");
+            return ExitCode::from(1);
+        }
+    };
+    // The new identity is on disk (and synced) before the database depends on it.
+    let identity = if new_identity.exists() {
+        load_identity(new_identity)
+    } else {
+        generate_identity_file(new_identity)
+    };
+    let identity = match identity {
+        Ok(i) => i,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    if let Err(e) = store.rewrap_keyring(&identity.to_public()) {
+        eprintln!("error: the keyring was not changed: {e}");
+        return ExitCode::from(1);
+    }
+    println!(
+        "re-wrapped the vault keys under {}; the old identity {} no longer opens {}",
+        new_identity.display(),
+        config.vault.identity_file.display(),
+        config.storage.path.display()
+    );
+    println!("next: set [vault] identity_file to it (or move it into place), back it up, and start the server");
+    ExitCode::SUCCESS
 }
 
 fn init(dir: &Path) -> ExitCode {

@@ -206,3 +206,70 @@ fn check_reports_a_wrong_identity() {
         bad.stderr
     );
 }
+
+#[test]
+fn rotate_key_rewraps_under_a_new_identity_and_retires_the_old_one() {
+    let server = Server::start();
+    let admin = server.admin();
+    let id = connect(&server, TENANT);
+    let token = admin.token(&id);
+    let config = server.config.clone();
+    // rotate-key refuses while the server holds the database.
+    let config_path = server.dir().join("config.toml");
+    let cfg = config_path.to_str().expect("utf-8").to_string();
+    let busy = run_to_exit(
+        server.dir(),
+        &[
+            "rotate-key",
+            "--config",
+            &cfg,
+            "--new-identity",
+            "/nonexistent/x",
+        ],
+        &[],
+    );
+    assert!(!busy.status.success(), "{}", busy.stdout);
+    assert!(busy.stderr.contains("stop it first"), "{}", busy.stderr);
+    let dir = server.stop();
+    let old_identity = dir.path().join("data/vault-identity.txt");
+    let old_bytes = fs::read(&old_identity).expect("identity");
+    let new_identity = dir.path().join("data/new-identity.txt");
+
+    let exit = run_to_exit(
+        dir.path(),
+        &[
+            "rotate-key",
+            "--config",
+            &cfg,
+            "--new-identity",
+            new_identity.to_str().expect("utf-8"),
+        ],
+        &[],
+    );
+    assert!(exit.status.success(), "{}\n{}", exit.stdout, exit.stderr);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = fs::metadata(&new_identity)
+            .expect("new identity")
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+    // The old identity no longer opens the database...
+    let refused = serve_expect_exit(dir.path(), &config.to_toml());
+    assert!(!refused.status.success());
+    assert!(refused.stderr.contains("identity"), "{}", refused.stderr);
+    // ...the new one does, and every value is still readable (nothing was re-encrypted).
+    fs::write(
+        &old_identity,
+        fs::read(&new_identity).expect("new identity"),
+    )
+    .expect("swap");
+    assert_ne!(fs::read(&old_identity).expect("identity"), old_bytes);
+    let server = Server::start_in(dir, config);
+    let admin = server.admin();
+    assert_eq!(admin.connection(&id)["tenant_id"], TENANT);
+    assert_eq!(admin.token(&id), token);
+}

@@ -125,6 +125,18 @@ impl RedbStore {
         ))
     }
 
+    /// Re-wraps the keyring under a new identity (S17): one atomic write of one row; no value is
+    /// re-encrypted, and afterwards only the new identity opens the database.
+    pub fn rewrap_keyring(&self, new: &age::x25519::Recipient) -> Result<(), VaultError> {
+        let wrapped = self.keyring.wrap(new)?;
+        let txn = begin_write(&self.db)?;
+        txn.open_table(META)
+            .map_err(VaultError::storage)?
+            .insert(META_KEYRING, wrapped.as_slice())
+            .map_err(VaultError::storage)?;
+        txn.commit().map_err(VaultError::storage)
+    }
+
     fn seal<T: Serialize>(&self, table: &str, key: &str, value: &T) -> Result<Vec<u8>, VaultError> {
         let plain =
             zeroize::Zeroizing::new(serde_json::to_vec(value).map_err(VaultError::corrupt)?);
