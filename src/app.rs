@@ -5,7 +5,7 @@ use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::{middleware, web, App};
 
 use crate::error::AppError;
-use crate::http::{admin, assets, auth, limits, pages, proxy, sandbox};
+use crate::http::{admin, assets, auth, limits, openapi, pages, proxy, sandbox};
 use crate::state::AppState;
 
 /// Security headers on every response (S7): no third-party sources, no framing, no referrer,
@@ -70,6 +70,7 @@ pub fn build_app(
         .wrap(middleware::from_fn(limits::limit_public))
         .wrap(middleware::from_fn(auth::log_request))
         .route("/healthz", web::get().to(pages::healthz))
+        .route("/openapi.json", web::get().to(openapi::serve))
         .route("/assets/{file}", web::get().to(assets::serve))
         .route("/connect/result", web::get().to(pages::result))
         .route("/connect/{token}", web::get().to(pages::connect_page))

@@ -101,8 +101,9 @@ impl AppError {
     }
 }
 
-#[derive(Serialize)]
-struct ErrorBody<'a> {
+/// Every error answer: a stable snake_case code and a human-readable message.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorBody<'a> {
     error: &'a str,
     message: String,
 }

@@ -11,7 +11,7 @@ pub fn now() -> Timestamp {
     time::OffsetDateTime::now_utc().unix_timestamp()
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     /// A link was issued; the end user has not completed it yet.

@@ -6,11 +6,11 @@ use serde::{Deserialize, Serialize};
 use super::rfc3339;
 use crate::connections::model::{Connection, Status};
 use crate::connections::{ImportRequest, LinkRequest, RevokeOutcome};
-use crate::error::AppError;
+use crate::error::{AppError, ErrorBody};
 use crate::state::AppState;
 use crate::vault::ConnectionFilter;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LinkBody {
     tenant_id: String,
@@ -20,14 +20,17 @@ pub struct LinkBody {
     connection_id: Option<String>,
 }
 
-#[derive(Serialize)]
-struct LinkResponse {
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct LinkResponse {
     link_token: String,
     connect_url: String,
     expires_at: String,
     connection_id: String,
 }
 
+#[utoipa::path(post, path = "/v1/links", tag = "links", request_body = LinkBody,
+    responses((status = 201, body = LinkResponse), (status = 400, body = ErrorBody), (status = 401, description = "missing or wrong admin key", body = ErrorBody),
+        (status = 404, description = "unknown_plugin", body = ErrorBody)))]
 pub async fn create_link(
     state: web::Data<AppState>,
     body: web::Json<LinkBody>,
@@ -52,7 +55,7 @@ pub async fn create_link(
 }
 
 /// A connection as the API shows it: never any token.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct ConnectionView {
     id: String,
     tenant_id: String,
@@ -71,8 +74,8 @@ pub struct ConnectionView {
     last_error: Option<ErrorView>,
 }
 
-#[derive(Serialize)]
-struct ErrorView {
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorView {
     code: String,
     message: String,
     at: String,
@@ -103,7 +106,7 @@ impl From<Connection> for ConnectionView {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ImportBody {
     tenant_id: String,
@@ -111,7 +114,7 @@ pub struct ImportBody {
     credentials: ImportCredentials,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ImportCredentials {
     access_token: String,
@@ -122,6 +125,9 @@ pub struct ImportCredentials {
     scopes: Option<Vec<String>>,
 }
 
+#[utoipa::path(post, path = "/v1/connections", tag = "connections", request_body = ImportBody,
+    responses((status = 201, body = ConnectionView), (status = 400, body = ErrorBody), (status = 401, description = "missing or wrong admin key", body = ErrorBody),
+        (status = 404, description = "unknown_plugin", body = ErrorBody)))]
 pub async fn import_connection(
     state: web::Data<AppState>,
     body: web::Json<ImportBody>,
@@ -159,7 +165,8 @@ pub async fn import_connection(
     Ok(HttpResponse::Created().json(ConnectionView::from(connection)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     tenant_id: Option<String>,
@@ -169,12 +176,14 @@ pub struct ListQuery {
     limit: Option<usize>,
 }
 
-#[derive(Serialize)]
-struct ListResponse {
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ListResponse {
     data: Vec<ConnectionView>,
     next_cursor: Option<String>,
 }
 
+#[utoipa::path(get, path = "/v1/connections", tag = "connections", params(ListQuery),
+    responses((status = 200, body = ListResponse), (status = 400, body = ErrorBody), (status = 401, description = "missing or wrong admin key", body = ErrorBody)))]
 pub async fn list_connections(
     state: web::Data<AppState>,
     query: web::Query<ListQuery>,
@@ -208,6 +217,8 @@ pub async fn list_connections(
     }))
 }
 
+#[utoipa::path(get, path = "/v1/connections/{id}", tag = "connections", params(("id" = String, Path, description = "connection id")),
+    responses((status = 200, body = ConnectionView), (status = 401, description = "missing or wrong admin key", body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn get_connection(
     state: web::Data<AppState>,
     id: web::Path<String>,
@@ -216,6 +227,9 @@ pub async fn get_connection(
     Ok(HttpResponse::Ok().json(ConnectionView::from(connection)))
 }
 
+#[utoipa::path(delete, path = "/v1/connections/{id}", tag = "connections", params(("id" = String, Path, description = "connection id")),
+    responses((status = 204, description = "deleted (after a best-effort provider revocation)"), (status = 401, description = "missing or wrong admin key", body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
 pub async fn delete_connection(
     state: web::Data<AppState>,
     id: web::Path<String>,
@@ -224,21 +238,27 @@ pub async fn delete_connection(
     Ok(HttpResponse::NoContent().finish())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct TokenQuery {
     #[serde(default)]
     force_refresh: bool,
 }
 
-#[derive(Serialize)]
-struct TokenResponse {
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct TokenResponse {
     access_token: String,
     token_type: String,
     expires_at: Option<String>,
     scopes: Vec<String>,
 }
 
+#[utoipa::path(get, path = "/v1/connections/{id}/token", tag = "connections",
+    params(("id" = String, Path, description = "connection id"), TokenQuery),
+    responses((status = 200, body = TokenResponse), (status = 401, description = "missing or wrong admin key", body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "not_connected or connection_expired", body = ErrorBody),
+        (status = 503, description = "refresh_failed (transient; see Retry-After)", body = ErrorBody)))]
 pub async fn get_token(
     state: web::Data<AppState>,
     id: web::Path<String>,
@@ -257,14 +277,16 @@ pub async fn get_token(
     }))
 }
 
-#[derive(Serialize)]
-struct RevokeResponse {
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct RevokeResponse {
     #[serde(flatten)]
     connection: ConnectionView,
     provider_revocation: &'static str,
     provider_error: Option<String>,
 }
 
+#[utoipa::path(post, path = "/v1/connections/{id}/revoke", tag = "connections", params(("id" = String, Path, description = "connection id")),
+    responses((status = 200, body = RevokeResponse), (status = 401, description = "missing or wrong admin key", body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn revoke_connection(
     state: web::Data<AppState>,
     id: web::Path<String>,
@@ -281,8 +303,8 @@ pub async fn revoke_connection(
     }))
 }
 
-#[derive(Serialize)]
-struct PluginView<'a> {
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct PluginView<'a> {
     id: &'a str,
     display_name: &'a str,
     provider: &'a str,
@@ -294,6 +316,8 @@ struct PluginView<'a> {
     revocation_supported: bool,
 }
 
+#[utoipa::path(get, path = "/v1/plugins", tag = "plugins",
+    responses((status = 200, description = "`{\"data\": [PluginView]}`", body = Vec<PluginView>), (status = 401, description = "missing or wrong admin key", body = ErrorBody)))]
 pub async fn list_plugins(state: web::Data<AppState>) -> HttpResponse {
     let plugins: Vec<PluginView<'_>> = state
         .connections

@@ -43,6 +43,12 @@ const DROP_RESPONSE: &[&str] = &[
     "content-length",
 ];
 
+#[utoipa::path(method(get, post, put, patch, delete), path = "/v1/connections/{id}/proxy/{path}", tag = "proxy",
+    description = "Any method: forwarded to the plugin's api_base_url + path with the connection's credential.",
+    params(("id" = String, Path, description = "connection id"), ("path" = String, Path, description = "path under api_base_url")),
+    responses((status = "default", description = "the provider's answer, streamed"),
+        (status = 400, description = "invalid_proxy_path or proxy_not_configured", body = crate::error::ErrorBody),
+        (status = 502, description = "upstream_unreachable", body = crate::error::ErrorBody)))]
 pub async fn forward(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -137,7 +143,7 @@ fn stream_back(upstream: reqwest::Response) -> HttpResponse {
     response.streaming(upstream.bytes_stream().map_err(std::io::Error::other))
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RequestBody {
     method: String,
@@ -151,6 +157,11 @@ pub struct RequestBody {
 }
 
 /// `POST /v1/connections/{id}/request`: the proxy for callers that prefer JSON, same rules.
+#[utoipa::path(post, path = "/v1/connections/{id}/request", tag = "proxy", request_body = RequestBody,
+    params(("id" = String, Path, description = "connection id")),
+    responses((status = "default", description = "the provider's answer, streamed"),
+        (status = 400, description = "invalid_request or invalid_proxy_path", body = crate::error::ErrorBody),
+        (status = 502, description = "upstream_unreachable", body = crate::error::ErrorBody)))]
 pub async fn request(
     state: web::Data<AppState>,
     id: web::Path<String>,
