@@ -33,6 +33,20 @@ pub struct Keyring {
     active: u32,
     keys: BTreeMap<u32, Key>,
     index_key: Key,
+    /// HMAC keyed with HKDF(index secret, salt = db id, its own info), derived once.
+    index_mac: Hmac<Sha256>,
+}
+
+fn index_mac(db_id: &str, index_key: &Key) -> Hmac<Sha256> {
+    let derived = hkdf::Hkdf::<Sha256>::new(Some(db_id.as_bytes()), index_key.as_slice());
+    let mut key = Zeroizing::new([0u8; 32]);
+    // 32 bytes is always a valid HKDF-SHA256 output length, and HMAC takes any key length.
+    #[allow(clippy::expect_used)]
+    derived
+        .expand(b"connect-appliance blind-index v1", key.as_mut_slice())
+        .expect("valid HKDF length");
+    #[allow(clippy::expect_used)]
+    <Hmac<Sha256> as Mac>::new_from_slice(key.as_slice()).expect("any key length works")
 }
 
 /// What the age envelope carries. The db id is inside so a keyring from another database is
@@ -50,11 +64,13 @@ impl Keyring {
     pub fn generate(db_id: &str) -> Self {
         let mut keys = BTreeMap::new();
         keys.insert(1, Zeroizing::new(random_bytes::<32>()));
+        let index_key = Zeroizing::new(random_bytes::<32>());
         Keyring {
             db_id: db_id.to_string(),
             active: 1,
             keys,
-            index_key: Zeroizing::new(random_bytes::<32>()),
+            index_mac: index_mac(db_id, &index_key),
+            index_key,
         }
     }
 
@@ -100,11 +116,13 @@ impl Keyring {
         if !keys.contains_key(&payload.active) {
             return Err(VaultError::Crypto("keyring has no active key".into()));
         }
+        let index_key = parse(&payload.index_secret)?;
         Ok(Keyring {
+            index_mac: index_mac(&payload.db_id, &index_key),
             db_id: payload.db_id,
             active: payload.active,
             keys,
-            index_key: parse(&payload.index_secret)?,
+            index_key,
         })
     }
 
@@ -167,17 +185,7 @@ impl Keyring {
 
     /// Keyed hash for looking rows up by an identifying value without storing it.
     pub fn blind_index(&self, domain: &str, value: &str) -> String {
-        let derived =
-            hkdf::Hkdf::<Sha256>::new(Some(self.db_id.as_bytes()), self.index_key.as_slice());
-        let mut key = Zeroizing::new([0u8; 32]);
-        // 32 bytes is always a valid HKDF-SHA256 output length.
-        #[allow(clippy::expect_used)]
-        derived
-            .expand(b"connect-appliance blind-index v1", key.as_mut_slice())
-            .expect("valid HKDF length");
-        #[allow(clippy::expect_used)]
-        let mut mac =
-            <Hmac<Sha256> as Mac>::new_from_slice(key.as_slice()).expect("any key length works");
+        let mut mac = self.index_mac.clone();
         mac.update(domain.as_bytes());
         mac.update(&[0]);
         mac.update(value.as_bytes());
