@@ -126,16 +126,28 @@ impl Connections {
             .await
     }
 
+    /// The connection and its credentials, read in one trip to the blocking pool (the hot path
+    /// of every token fetch and proxied call).
     async fn connected(&self, id: &str) -> Result<(Connection, TokenSet), ConnectError> {
-        let connection = self.get(id).await?;
+        let key = id.to_string();
+        let (connection, tokens) = self
+            .blocking(move |s| {
+                let Some(c) = s.connection(&key)? else {
+                    return Ok((None, None));
+                };
+                let t = if c.status == Status::Connected {
+                    s.credentials(&key)?
+                } else {
+                    None
+                };
+                Ok((Some(c), t))
+            })
+            .await?;
+        let connection = connection.ok_or(ConnectError::NotFound)?;
         if connection.status != Status::Connected {
             return Err(ConnectError::NotConnected(connection.status));
         }
-        let key = id.to_string();
-        let tokens = self
-            .blocking(move |s| s.credentials(&key))
-            .await?
-            .ok_or(ConnectError::NotConnected(connection.status))?;
+        let tokens = tokens.ok_or(ConnectError::NotConnected(connection.status))?;
         Ok((connection, tokens))
     }
 
