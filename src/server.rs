@@ -93,6 +93,9 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         None => Url::parse(&format!("http://{bound}"))
             .map_err(|e| StartError::Io(std::io::Error::other(e)))?,
     };
+    if config.sandbox.enabled && !crate::config::is_loopback(&public_url) {
+        tracing::warn!("the sandbox test provider is enabled on a non-loopback address; set [sandbox] enabled = false in production");
+    }
     let providers = Arc::new(Providers::from_config(&config, &public_url)?);
     let sandbox = config.sandbox.enabled.then(|| {
         Arc::new(Sandbox::new(
