@@ -5,7 +5,7 @@ use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::{middleware, web, App};
 
 use crate::error::AppError;
-use crate::http::{admin, assets, auth, limits, openapi, pages, proxy, sandbox};
+use crate::http::{admin, assets, auth, limits, openapi, pages, proxy, sandbox, tenants};
 use crate::state::AppState;
 
 /// Security headers on every response (S7): no third-party sources, no framing, no referrer,
@@ -100,6 +100,18 @@ pub fn build_app(
                 .route(
                     "/connections/{id}/proxy/{path:.*}",
                     web::route().to(proxy::forward),
+                )
+                .route(
+                    "/tenants/{tenant_id}/plugins/{plugin}/connection",
+                    web::get().to(tenants::connection),
+                )
+                .route(
+                    "/tenants/{tenant_id}/plugins/{plugin}/token",
+                    web::get().to(tenants::token),
+                )
+                .route(
+                    "/tenants/{tenant_id}/plugins/{plugin}/proxy/{path:.*}",
+                    web::route().to(tenants::proxy),
                 )
                 .default_service(web::to(admin::not_found)),
         )

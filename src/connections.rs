@@ -6,6 +6,7 @@ mod import;
 pub mod model;
 mod proxy;
 mod scheduler;
+mod tenant;
 mod tokens;
 
 use std::collections::HashMap;
@@ -22,6 +23,7 @@ pub use flow::{
 };
 pub use import::ImportRequest;
 pub use proxy::{ProxyBody, ProxyRequest};
+pub use tenant::TenantConnection;
 pub use tokens::{AccessTokenView, RevokeOutcome};
 
 #[derive(Debug, thiserror::Error)]

@@ -8,6 +8,7 @@ pub mod openapi;
 pub mod pages;
 pub mod proxy;
 pub mod sandbox;
+pub mod tenants;
 
 /// RFC 3339 in UTC, the form every timestamp takes on the wire.
 pub fn rfc3339(ts: i64) -> String {

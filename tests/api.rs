@@ -26,6 +26,12 @@ fn routes(conn: &str) -> Vec<(Method, String)> {
         (Method::POST, format!("/v1/connections/{conn}/revoke")),
         (Method::POST, format!("/v1/connections/{conn}/request")),
         (Method::GET, format!("/v1/connections/{conn}/proxy/me")),
+        (
+            Method::GET,
+            "/v1/tenants/t/plugins/sandbox/connection".into(),
+        ),
+        (Method::GET, "/v1/tenants/t/plugins/sandbox/token".into()),
+        (Method::GET, "/v1/tenants/t/plugins/sandbox/proxy/me".into()),
         (Method::GET, "/v1/xyz".into()),
         (Method::POST, "/v1/xyz".into()),
         (Method::GET, "/v1".into()),

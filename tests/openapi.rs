@@ -22,6 +22,28 @@ const ROUTES: &[(&str, &str)] = &[
     ("put", "/v1/connections/{id}/proxy/{path}"),
     ("patch", "/v1/connections/{id}/proxy/{path}"),
     ("delete", "/v1/connections/{id}/proxy/{path}"),
+    ("get", "/v1/tenants/{tenant_id}/plugins/{plugin}/connection"),
+    ("get", "/v1/tenants/{tenant_id}/plugins/{plugin}/token"),
+    (
+        "get",
+        "/v1/tenants/{tenant_id}/plugins/{plugin}/proxy/{path}",
+    ),
+    (
+        "post",
+        "/v1/tenants/{tenant_id}/plugins/{plugin}/proxy/{path}",
+    ),
+    (
+        "put",
+        "/v1/tenants/{tenant_id}/plugins/{plugin}/proxy/{path}",
+    ),
+    (
+        "patch",
+        "/v1/tenants/{tenant_id}/plugins/{plugin}/proxy/{path}",
+    ),
+    (
+        "delete",
+        "/v1/tenants/{tenant_id}/plugins/{plugin}/proxy/{path}",
+    ),
 ];
 
 #[test]
@@ -57,7 +79,13 @@ fn every_route_is_documented_and_every_documented_route_exists() {
                 "{method} {path} is documented but not listed here"
             );
             // The route exists and is protected: 401, never the router's 404.
-            let url = server.url(&path.replace("{id}", "conn_x").replace("{path}", "me"));
+            let url = server.url(
+                &path
+                    .replace("{id}", "conn_x")
+                    .replace("{path}", "me")
+                    .replace("{tenant_id}", "t")
+                    .replace("{plugin}", "sandbox"),
+            );
             let m = Method::from_bytes(method.to_uppercase().as_bytes()).expect("method");
             let r = plain_client().request(m, url).send().expect("request");
             assert_json_error(r, StatusCode::UNAUTHORIZED, "unauthorized");

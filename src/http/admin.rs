@@ -18,6 +18,10 @@ pub struct LinkBody {
     redirect_url: Option<String>,
     scopes: Option<Vec<String>>,
     connection_id: Option<String>,
+    /// Answer 200 `{"connected": true, "connection_id"}` instead of a link when the tenant
+    /// already has a usable connection for the plugin.
+    #[serde(default)]
+    skip_if_connected: bool,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -36,6 +40,16 @@ pub async fn create_link(
     body: web::Json<LinkBody>,
 ) -> Result<HttpResponse, AppError> {
     let body = body.into_inner();
+    if body.skip_if_connected && body.connection_id.is_none() {
+        if let Some(c) = state
+            .connections
+            .usable_connection(&body.tenant_id, &body.plugin)
+            .await?
+        {
+            return Ok(HttpResponse::Ok()
+                .json(serde_json::json!({"connected": true, "connection_id": c.id})));
+        }
+    }
     let created = state
         .connections
         .create_link(LinkRequest {
@@ -243,7 +257,7 @@ pub async fn delete_connection(
 #[serde(deny_unknown_fields)]
 pub struct TokenQuery {
     #[serde(default)]
-    force_refresh: bool,
+    pub force_refresh: bool,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -264,11 +278,16 @@ pub async fn get_token(
     id: web::Path<String>,
     query: web::Query<TokenQuery>,
 ) -> Result<HttpResponse, AppError> {
-    let token = state
-        .connections
-        .access_token(&id, query.force_refresh)
-        .await?;
-    // Cache-Control: no-store comes from the default headers (S13).
+    token_response(&state, &id, query.force_refresh).await
+}
+
+/// A fresh token as JSON (`Cache-Control: no-store` comes from the default headers, S13).
+pub async fn token_response(
+    state: &AppState,
+    id: &str,
+    force_refresh: bool,
+) -> Result<HttpResponse, AppError> {
+    let token = state.connections.access_token(id, force_refresh).await?;
     Ok(HttpResponse::Ok().json(TokenResponse {
         access_token: token.access_token,
         token_type: token.token_type,

@@ -5,7 +5,7 @@ use actix_web::HttpResponse;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{admin, proxy};
+use super::{admin, proxy, tenants};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -21,6 +21,9 @@ use super::{admin, proxy};
         admin::list_plugins,
         proxy::request,
         proxy::forward,
+        tenants::connection,
+        tenants::token,
+        tenants::proxy,
     ),
     modifiers(&AdminKey),
     security(("admin_key" = [])),

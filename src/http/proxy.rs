@@ -56,14 +56,24 @@ pub async fn forward(
     payload: web::Payload,
 ) -> Result<HttpResponse, AppError> {
     let (id, _) = id.into_inner();
-    // The raw (still percent-encoded) tail, so encoded '..' or '/' cannot slip through decoding.
-    let marker = format!("/v1/connections/{id}/proxy/");
+    forward_to(req, state, &id, payload).await
+}
+
+/// Forwards for connection `id`. The path is taken raw (still percent-encoded) after the first
+/// `/proxy/`, so encoded '..' or '/' cannot slip through decoding; the segments before it are
+/// single route segments and cannot contain it.
+pub async fn forward_to(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    id: &str,
+    payload: web::Payload,
+) -> Result<HttpResponse, AppError> {
     let path = req
         .uri()
         .path()
-        .strip_prefix(&marker)
-        .unwrap_or_default()
-        .to_string();
+        .split_once("/proxy/")
+        .map(|(_, tail)| tail.to_string())
+        .unwrap_or_default();
     let method = reqwest::Method::from_bytes(req.method().as_str().as_bytes())
         .map_err(|_| AppError::bad_request("invalid_request", "unsupported method"))?;
     let mut headers = reqwest::header::HeaderMap::new();
@@ -88,7 +98,7 @@ pub async fn forward(
     let upstream = state
         .connections
         .proxy(
-            &id,
+            id,
             ProxyRequest {
                 method,
                 path,

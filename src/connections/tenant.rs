@@ -1,0 +1,56 @@
+//! Addressing by tenant and plugin ("this user's GitHub"), as a product thinks of it.
+
+use super::flow::{check_tenant_id, LinkCreated, LinkRequest};
+use super::model::{Connection, Status};
+use super::{ConnectError, Connections};
+use crate::vault::ConnectionFilter;
+
+/// What a tenant-addressed call resolves to.
+pub enum TenantConnection {
+    Connected(Connection),
+    /// No usable connection: a fresh link for the end user.
+    NeedsConnection(LinkCreated),
+}
+
+impl Connections {
+    /// The tenant's newest `connected` connection for `plugin`, if any.
+    pub async fn usable_connection(
+        &self,
+        tenant_id: &str,
+        plugin: &str,
+    ) -> Result<Option<Connection>, ConnectError> {
+        check_tenant_id(tenant_id)?;
+        self.provider(plugin)?;
+        let filter = ConnectionFilter {
+            tenant_id: Some(tenant_id.to_string()),
+            plugin: Some(plugin.to_string()),
+            status: Some(Status::Connected),
+        };
+        // Ids sort by creation time: the last one is the newest.
+        let all = self
+            .blocking(move |s| s.list_connections(&filter, None, usize::MAX))
+            .await?;
+        Ok(all.into_iter().last())
+    }
+
+    /// The usable connection, or a freshly issued link when there is none.
+    pub async fn resolve_tenant(
+        &self,
+        tenant_id: &str,
+        plugin: &str,
+    ) -> Result<TenantConnection, ConnectError> {
+        if let Some(c) = self.usable_connection(tenant_id, plugin).await? {
+            return Ok(TenantConnection::Connected(c));
+        }
+        let link = self
+            .create_link(LinkRequest {
+                tenant_id: tenant_id.to_string(),
+                plugin: plugin.to_string(),
+                redirect_url: None,
+                scopes: None,
+                connection_id: None,
+            })
+            .await?;
+        Ok(TenantConnection::NeedsConnection(link))
+    }
+}
