@@ -84,6 +84,7 @@ pub fn build_app(
                 .wrap(middleware::from_fn(auth::require_admin))
                 .route("/links", web::post().to(admin::create_link))
                 .route("/plugins", web::get().to(admin::list_plugins))
+                .route("/events", web::get().to(admin::list_events))
                 .route("/connections", web::get().to(admin::list_connections))
                 .route("/connections", web::post().to(admin::import_connection))
                 .route("/connections/{id}", web::get().to(admin::get_connection))

@@ -46,7 +46,28 @@ pub struct Config {
     pub sandbox: SandboxConfig,
     pub refresh: RefreshConfig,
     pub limits: LimitsConfig,
+    pub events: EventsConfig,
     pub plugins: BTreeMap<String, PluginConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventsConfig {
+    /// Events older than this many days are deleted.
+    #[serde(default = "default_retention_days")]
+    pub retention_days: u32,
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        EventsConfig {
+            retention_days: default_retention_days(),
+        }
+    }
+}
+
+fn default_retention_days() -> u32 {
+    30
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -218,6 +239,8 @@ struct RawConfig {
     #[serde(default)]
     limits: LimitsConfig,
     #[serde(default)]
+    events: EventsConfig,
+    #[serde(default)]
     plugins: BTreeMap<String, PluginConfig>,
 }
 
@@ -311,6 +334,7 @@ impl Config {
             }),
             refresh: raw.refresh,
             limits: raw.limits,
+            events: raw.events,
             plugins: raw.plugins,
         };
         config.storage.path = base_dir.join(&config.storage.path);
@@ -389,6 +413,12 @@ impl Config {
             return Err(invalid(
                 "refresh",
                 "min_validity_seconds and lead_seconds must be at most 86400".into(),
+            ));
+        }
+        if self.events.retention_days == 0 {
+            return Err(invalid(
+                "events.retention_days",
+                "expected at least 1 day".into(),
             ));
         }
         if self.limits.public_requests_per_minute == 0 || self.limits.failed_auth_per_minute == 0 {

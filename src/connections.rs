@@ -1,6 +1,7 @@
 //! The domain: connect links, the authorization flow around the OAuth client, and connections with
 //! their credentials. No actix and no redb here; storage is reached through [`Store`].
 
+pub mod events;
 mod flow;
 mod import;
 pub mod model;
@@ -180,6 +181,38 @@ impl Connections {
     pub async fn sweep(&self) -> Result<usize, ConnectError> {
         let t = model::now();
         self.blocking(move |s| s.sweep_expired(t, t - 86_400)).await
+    }
+
+    /// A page of the event log after `after`, optionally only one type or one tenant.
+    pub async fn events(
+        &self,
+        after: u64,
+        limit: usize,
+        kind: Option<String>,
+        tenant_id: Option<String>,
+    ) -> Result<Vec<events::Event>, ConnectError> {
+        if let Some(k) = &kind {
+            if !events::TYPES.contains(&k.as_str()) {
+                return Err(ConnectError::InvalidRequest(format!(
+                    "type must be one of {}",
+                    events::TYPES.join(", ")
+                )));
+            }
+        }
+        let limit = limit.clamp(1, 500);
+        self.blocking(move |s| {
+            s.events(after, limit, &|e| {
+                kind.as_ref().is_none_or(|k| *k == e.kind)
+                    && tenant_id.as_ref().is_none_or(|t| *t == e.tenant_id)
+            })
+        })
+        .await
+    }
+
+    /// Drops events older than `retention_seconds`.
+    pub async fn sweep_events(&self, retention_seconds: i64) -> Result<usize, ConnectError> {
+        let before = model::now() - retention_seconds;
+        self.blocking(move |s| s.sweep_events(before)).await
     }
 
     pub async fn check(&self) -> Result<(), ConnectError> {

@@ -127,11 +127,15 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
     };
     let sweeper = Arc::clone(&state.connections);
     let sweeper_limits = Arc::clone(&state.limits);
+    let retention = i64::from(config.events.retention_days) * 86_400;
     actix_web::rt::spawn(async move {
         let mut tick = actix_web::rt::time::interval(Duration::from_secs(300));
         loop {
             tick.tick().await;
             sweeper_limits.sweep();
+            if let Err(e) = sweeper.sweep_events(retention).await {
+                tracing::warn!(error = %e, "sweeping old events failed");
+            }
             match sweeper.sweep().await {
                 Ok(0) => {}
                 Ok(n) => tracing::debug!(removed = n, "swept expired links and flows"),

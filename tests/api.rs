@@ -18,6 +18,7 @@ fn routes(conn: &str) -> Vec<(Method, String)> {
     vec![
         (Method::POST, "/v1/links".into()),
         (Method::GET, "/v1/plugins".into()),
+        (Method::GET, "/v1/events".into()),
         (Method::GET, "/v1/connections".into()),
         (Method::POST, "/v1/connections".into()),
         (Method::GET, format!("/v1/connections/{conn}")),

@@ -363,3 +363,78 @@ pub async fn list_plugins(state: web::Data<AppState>) -> HttpResponse {
 pub async fn not_found() -> Result<HttpResponse, AppError> {
     Err(AppError::RouteNotFound)
 }
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct EventsQuery {
+    /// Return events with an id greater than this (the previous page's `next_cursor`).
+    #[serde(default)]
+    after: u64,
+    limit: Option<usize>,
+    /// One of the event types.
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    tenant_id: Option<String>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct EventView {
+    id: u64,
+    #[serde(rename = "type")]
+    kind: String,
+    connection_id: String,
+    tenant_id: String,
+    plugin: String,
+    at: String,
+    error_code: Option<String>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct EventsResponse {
+    data: Vec<EventView>,
+    /// Pass as `after` to continue; the last id of this page (or `after` when empty).
+    next_cursor: u64,
+}
+
+#[utoipa::path(get, path = "/v1/events", tag = "events", params(EventsQuery),
+    responses((status = 200, body = EventsResponse), (status = 400, body = ErrorBody),
+        (status = 401, description = "missing or wrong admin key", body = ErrorBody)))]
+pub async fn list_events(
+    state: web::Data<AppState>,
+    query: web::Query<EventsQuery>,
+) -> Result<HttpResponse, AppError> {
+    let q = query.into_inner();
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=500).contains(&limit) {
+        return Err(AppError::bad_request(
+            "invalid_query",
+            "limit must be between 1 and 500",
+        ));
+    }
+    let events = state
+        .connections
+        .events(
+            q.after,
+            limit,
+            q.kind,
+            q.tenant_id.filter(|t| !t.is_empty()),
+        )
+        .await?;
+    let next_cursor = events.last().map_or(q.after, |e| e.id);
+    Ok(HttpResponse::Ok().json(EventsResponse {
+        data: events
+            .into_iter()
+            .map(|e| EventView {
+                id: e.id,
+                kind: e.kind,
+                connection_id: e.connection_id,
+                tenant_id: e.tenant_id,
+                plugin: e.plugin,
+                at: rfc3339(e.at),
+                error_code: e.error_code,
+            })
+            .collect(),
+        next_cursor,
+    }))
+}

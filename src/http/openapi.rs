@@ -19,6 +19,7 @@ use super::{admin, proxy, tenants};
         admin::get_token,
         admin::revoke_connection,
         admin::list_plugins,
+        admin::list_events,
         proxy::request,
         proxy::forward,
         tenants::connection,

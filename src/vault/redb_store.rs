@@ -11,6 +11,7 @@ use serde::{de::DeserializeOwned, Serialize};
 
 use super::store::{ConnectionFilter, CredentialsUpdate, Store};
 use super::{generate_identity_file, load_identity, Keyring, VaultError};
+use crate::connections::events::{transition_events, Event, Pending};
 use crate::connections::model::{new_id, Connection, Flow, Link, TokenSet};
 
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
@@ -22,6 +23,8 @@ const FLOWS: TableDefinition<&str, &[u8]> = TableDefinition::new("flows");
 /// `{expires_at:016x}/{connection id}` for connected connections holding a refresh token, so the
 /// refresh scheduler finds what is due without scanning (expiry times are not sensitive).
 const REFRESH_DUE: TableDefinition<&str, &[u8]> = TableDefinition::new("refresh_due");
+/// The event log: sequence number → sealed event.
+const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
 const ALL_TABLES: [TableDefinition<&str, &[u8]>; 6] = [
     CONNECTIONS,
     CREDENTIALS,
@@ -98,6 +101,7 @@ impl RedbStore {
             for table in ALL_TABLES {
                 txn.open_table(table).map_err(VaultError::storage)?;
             }
+            txn.open_table(EVENTS).map_err(VaultError::storage)?;
             txn.commit().map_err(VaultError::storage)?;
             return Ok((RedbStore { db, keyring }, Opened::Existing));
         }
@@ -115,6 +119,7 @@ impl RedbStore {
             for table in ALL_TABLES {
                 txn.open_table(table).map_err(VaultError::storage)?;
             }
+            txn.open_table(EVENTS).map_err(VaultError::storage)?;
         }
         txn.commit().map_err(VaultError::storage)?;
         Ok((
@@ -181,6 +186,40 @@ impl RedbStore {
         Ok(())
     }
 
+    /// Numbers and appends events for `connection` inside `txn`.
+    fn append_events(
+        &self,
+        txn: &WriteTransaction,
+        connection: &Connection,
+        events: &[Pending],
+    ) -> Result<(), VaultError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let mut table = txn.open_table(EVENTS).map_err(VaultError::storage)?;
+        let mut next = match table.last().map_err(VaultError::storage)? {
+            Some((k, _)) => k.value() + 1,
+            None => 1,
+        };
+        for (kind, error_code) in events {
+            let event = Event {
+                id: next,
+                kind: (*kind).to_string(),
+                connection_id: connection.id.clone(),
+                tenant_id: connection.tenant_id.clone(),
+                plugin: connection.plugin.clone(),
+                at: connection.updated_at,
+                error_code: error_code.clone(),
+            };
+            let sealed = self.seal(EVENTS.name(), &next.to_string(), &event)?;
+            table
+                .insert(next, sealed.as_slice())
+                .map_err(VaultError::storage)?;
+            next += 1;
+        }
+        Ok(())
+    }
+
     fn tenant_key(&self, tenant_id: &str, connection_id: &str) -> String {
         format!(
             "{}/{connection_id}",
@@ -214,6 +253,8 @@ impl RedbStore {
                     .map_err(VaultError::storage)?;
             }
         }
+        let events = transition_events(previous.as_ref(), connection);
+        self.append_events(txn, connection, &events)?;
         self.insert(txn, CONNECTIONS, &connection.id, connection)?;
         let index_key = self.tenant_key(&connection.tenant_id, &connection.id);
         txn.open_table(TENANT_INDEX)
@@ -281,6 +322,7 @@ impl Store for RedbStore {
     ) -> Result<(), VaultError> {
         let txn = begin_write(&self.db)?;
         self.insert(&txn, LINKS, link_hash, link)?;
+        self.append_events(&txn, connection, &[("link.created", None)])?;
         self.write_connection(&txn, connection, CredentialsUpdate::Keep)?;
         txn.commit().map_err(VaultError::storage)
     }
@@ -437,8 +479,59 @@ impl Store for RedbStore {
             let mut conns = txn.open_table(CONNECTIONS).map_err(VaultError::storage)?;
             conns.remove(id).map_err(VaultError::storage)?;
         }
+        let mut gone = connection.clone();
+        gone.updated_at = crate::connections::model::now();
+        self.append_events(&txn, &gone, &[("connection.deleted", None)])?;
         txn.commit().map_err(VaultError::storage)?;
         Ok(true)
+    }
+
+    fn events(
+        &self,
+        after: u64,
+        limit: usize,
+        filter: &dyn Fn(&Event) -> bool,
+    ) -> Result<Vec<Event>, VaultError> {
+        let txn = self.db.begin_read().map_err(VaultError::storage)?;
+        let table = txn.open_table(EVENTS).map_err(VaultError::storage)?;
+        let mut out = Vec::new();
+        for entry in table
+            .range((after.saturating_add(1))..)
+            .map_err(VaultError::storage)?
+        {
+            let (k, v) = entry.map_err(VaultError::storage)?;
+            let event: Event = self.open_value(EVENTS.name(), &k.value().to_string(), v.value())?;
+            if filter(&event) {
+                out.push(event);
+                if out.len() >= limit {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn sweep_events(&self, before: i64) -> Result<usize, VaultError> {
+        let txn = begin_write(&self.db)?;
+        let mut doomed = Vec::new();
+        {
+            let mut table = txn.open_table(EVENTS).map_err(VaultError::storage)?;
+            // Ids grow with time: stop at the first event young enough to keep.
+            for entry in table.iter().map_err(VaultError::storage)? {
+                let (k, v) = entry.map_err(VaultError::storage)?;
+                let event: Event =
+                    self.open_value(EVENTS.name(), &k.value().to_string(), v.value())?;
+                if event.at >= before {
+                    break;
+                }
+                doomed.push(k.value());
+            }
+            for id in &doomed {
+                table.remove(*id).map_err(VaultError::storage)?;
+            }
+        }
+        txn.commit().map_err(VaultError::storage)?;
+        Ok(doomed.len())
     }
 
     fn due_for_refresh(&self, before: i64, limit: usize) -> Result<Vec<String>, VaultError> {

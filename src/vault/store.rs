@@ -2,6 +2,7 @@
 //! implementation, and a server database can implement the same methods later. Every write
 //! method is one atomic, durable transaction. Implementations seal values themselves.
 
+use crate::connections::events::Event;
 use crate::connections::model::{Connection, Flow, Link, Status, TokenSet};
 
 use super::VaultError;
@@ -77,6 +78,17 @@ pub trait Store: Send + Sync {
     /// Deletes flows that expired before `flows_before` and links that expired before
     /// `links_before`. Returns how many rows went.
     fn sweep_expired(&self, flows_before: i64, links_before: i64) -> Result<usize, VaultError>;
+
+    /// Events with id greater than `after`, oldest first, at most `limit` (after filtering).
+    fn events(
+        &self,
+        after: u64,
+        limit: usize,
+        filter: &dyn Fn(&Event) -> bool,
+    ) -> Result<Vec<Event>, VaultError>;
+
+    /// Deletes events older than `before`. Returns how many went.
+    fn sweep_events(&self, before: i64) -> Result<usize, VaultError>;
 
     /// Cheap liveness check of storage and keys.
     fn check(&self) -> Result<(), VaultError>;
