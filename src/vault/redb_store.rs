@@ -197,11 +197,11 @@ impl RedbStore {
             return Ok(());
         }
         let mut table = txn.open_table(EVENTS).map_err(VaultError::storage)?;
-        let mut next = match table.last().map_err(VaultError::storage)? {
+        let first = match table.last().map_err(VaultError::storage)? {
             Some((k, _)) => k.value() + 1,
             None => 1,
         };
-        for (kind, error_code) in events {
+        for (next, (kind, error_code)) in (first..).zip(events) {
             let event = Event {
                 id: next,
                 kind: (*kind).to_string(),
@@ -215,7 +215,6 @@ impl RedbStore {
             table
                 .insert(next, sealed.as_slice())
                 .map_err(VaultError::storage)?;
-            next += 1;
         }
         Ok(())
     }
