@@ -70,6 +70,8 @@ pub fn build_app(
         .wrap(middleware::from_fn(limits::limit_public))
         .wrap(middleware::from_fn(auth::log_request))
         .route("/healthz", web::get().to(pages::healthz))
+        .route("/readyz", web::get().to(pages::healthz))
+        .route("/livez", web::get().to(pages::livez))
         .route("/openapi.json", web::get().to(openapi::serve))
         .route("/assets/{file}", web::get().to(assets::serve))
         .route("/connect/result", web::get().to(pages::result))

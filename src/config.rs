@@ -158,6 +158,17 @@ pub struct ServerConfig {
     /// their APIs when proxying).
     #[serde(default = "default_outbound_timeout")]
     pub outbound_timeout_seconds: u64,
+    /// `"text"` (default) or `"json"` (one JSON object per line).
+    #[serde(default)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -316,6 +327,7 @@ impl Config {
                 public_url: None,
                 max_body_bytes: default_body_limit(),
                 outbound_timeout_seconds: default_outbound_timeout(),
+                log_format: LogFormat::Text,
             }),
             storage: raw.storage.unwrap_or(StorageConfig {
                 path: default_db_path(),

@@ -11,7 +11,7 @@ use actix_web::HttpServer;
 use url::Url;
 
 use crate::app::build_app;
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, LogFormat};
 use crate::connections::{Connections, Settings};
 use crate::oauth::{join, Backchannel, OAuthError, Providers};
 use crate::sandbox::Sandbox;
@@ -38,7 +38,6 @@ pub enum StartError {
 }
 
 pub fn run(config_path: &Path) -> ExitCode {
-    init_tracing();
     let config = match Config::load(config_path) {
         Ok(c) => c,
         Err(e) => {
@@ -46,6 +45,7 @@ pub fn run(config_path: &Path) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    init_tracing(config.server.log_format);
     match actix_web::rt::System::new().block_on(serve(config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -55,15 +55,19 @@ pub fn run(config_path: &Path) -> ExitCode {
     }
 }
 
-fn init_tracing() {
+fn init_tracing(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
     let filter =
         EnvFilter::try_from_env("CONNECT_APPLIANCE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init(),
+    };
 }
 
 pub async fn serve(config: Config) -> Result<(), StartError> {

@@ -4,6 +4,7 @@ use std::time::Instant;
 
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{web, Error, ResponseError};
 
@@ -45,20 +46,39 @@ pub async fn require_admin(
 }
 
 /// Logs method, route *pattern* (never the raw path or query: they carry link tokens, codes and
-/// states), status and latency.
+/// states), status, latency and a request id, which is echoed in `X-Request-Id` (a caller's own
+/// id is kept when it is short and plain).
 pub async fn log_request(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
     let start = Instant::now();
     let method = req.method().clone();
-    let res = next.call(req).await?;
+    let request_id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 64
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        })
+        .map_or_else(
+            || hex::encode(crate::vault::random_bytes::<8>()),
+            String::from,
+        );
+    let mut res = next.call(req).await?;
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        res.headers_mut()
+            .insert(HeaderName::from_static("x-request-id"), value);
+    }
     let route = res
         .request()
         .match_pattern()
         .unwrap_or_else(|| "<unmatched>".into());
-    if route != "/healthz" {
-        tracing::info!(target: "http", %method, %route, status = res.status().as_u16(), ms = start.elapsed().as_millis() as u64, "request");
+    if route != "/healthz" && route != "/readyz" {
+        tracing::info!(target: "http", %request_id, %method, %route, status = res.status().as_u16(), ms = start.elapsed().as_millis() as u64, "request");
     }
     Ok(res)
 }

@@ -99,6 +99,12 @@ fn render_page(status: StatusCode, page: &impl Template) -> HttpResponse {
     }
 }
 
+/// Liveness: the process answers.
+pub async fn livez() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
+}
+
+/// Readiness (and `/healthz`): storage and vault usable.
 pub async fn healthz(state: web::Data<AppState>) -> HttpResponse {
     match state.connections.check().await {
         Ok(()) => HttpResponse::Ok().json(serde_json::json!({"status": "ok"})),
