@@ -45,6 +45,9 @@ pub enum Command {
         #[arg(long)]
         new_identity: PathBuf,
     },
+    /// Rotate the data key (the server must be stopped): new values use a fresh key, every stored
+    /// value is re-encrypted in batches (stop and rerun to resume), then the old key is dropped.
+    RotateDataKey,
     /// Write a ready config (random admin key, sandbox enabled) and a fresh identity into DIR.
     Init {
         #[arg(long, default_value = ".")]
@@ -58,6 +61,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Check => check(&cli.config),
         Command::Init { dir } => init(&dir),
         Command::RotateKey { new_identity } => rotate_key(&cli.config, &new_identity),
+        Command::RotateDataKey => rotate_data_key(&cli.config),
     }
 }
 
@@ -156,6 +160,59 @@ fn rotate_key(config_path: &Path, new_identity: &Path) -> ExitCode {
     );
     println!("next: set [vault] identity_file to it (or move it into place), back it up, and start the server");
     ExitCode::SUCCESS
+}
+
+fn rotate_data_key(config_path: &Path) -> ExitCode {
+    let config = match Config::load(config_path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let opened = RedbStore::open(&config.storage.path, &config.vault.identity_file).and_then(
+        |(store, _)| {
+            Ok((
+                store,
+                load_identity(&config.vault.identity_file)?.to_public(),
+            ))
+        },
+    );
+    let (mut store, recipient) = match opened {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("error: {e} (is the server still running? stop it first)");
+            return ExitCode::from(1);
+        }
+    };
+    let mut run = || -> Result<usize, crate::vault::VaultError> {
+        // Resuming: a rotation left half done already has a newer active key; keep it.
+        if store.reencrypt_batch(1)? == 0 {
+            let id = store.add_data_key(&recipient)?;
+            println!("new data key {id} is active for new writes");
+        }
+        let mut total = 0;
+        loop {
+            let n = store.reencrypt_batch(1000)?;
+            if n == 0 {
+                break;
+            }
+            total += n;
+            println!("re-encrypted {total} values so far");
+        }
+        store.retire_old_data_keys(&recipient)?;
+        Ok(total)
+    };
+    match run() {
+        Ok(total) => {
+            println!("done: {total} values re-encrypted; old data keys retired");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}; rerun the command to resume");
+            ExitCode::from(1)
+        }
+    }
 }
 
 fn init(dir: &Path) -> ExitCode {

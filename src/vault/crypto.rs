@@ -28,6 +28,7 @@ pub fn random_bytes<const N: usize>() -> [u8; N] {
     buf
 }
 
+#[derive(Clone)]
 pub struct Keyring {
     db_id: String,
     active: u32,
@@ -124,6 +125,30 @@ impl Keyring {
             keys,
             index_key,
         })
+    }
+
+    /// Adds a fresh data key and makes it the one new values are sealed with.
+    pub fn add_data_key(&mut self) -> u32 {
+        let id = self.keys.keys().max().copied().unwrap_or(0) + 1;
+        self.keys.insert(id, Zeroizing::new(random_bytes::<32>()));
+        self.active = id;
+        id
+    }
+
+    /// Forgets every data key but the active one (once no value is sealed under them).
+    pub fn retire_inactive_keys(&mut self) {
+        let active = self.active;
+        self.keys.retain(|id, _| *id == active);
+    }
+
+    pub fn active_key_id(&self) -> u32 {
+        self.active
+    }
+
+    /// The data key id a sealed value was sealed under.
+    pub fn key_id_of(sealed: &[u8]) -> Option<u32> {
+        (sealed.len() >= HEADER_LEN && sealed[0] == SEAL_VERSION)
+            .then(|| u32::from_be_bytes([sealed[1], sealed[2], sealed[3], sealed[4]]))
     }
 
     fn aad(&self, table: &str, key: &str) -> Vec<u8> {
