@@ -79,6 +79,9 @@ pub struct LimitsConfig {
     /// Failed admin authentications per minute per client IP before answering 429.
     #[serde(default = "default_failed_auth_rate")]
     pub failed_auth_per_minute: u32,
+    /// Reverse proxies whose `X-Forwarded-For` is believed when they are the peer.
+    #[serde(default)]
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 impl Default for LimitsConfig {
@@ -86,6 +89,7 @@ impl Default for LimitsConfig {
         LimitsConfig {
             public_requests_per_minute: default_public_rate(),
             failed_auth_per_minute: default_failed_auth_rate(),
+            trusted_proxies: Vec::new(),
         }
     }
 }

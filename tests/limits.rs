@@ -73,3 +73,50 @@ fn failed_admin_authentication_is_rate_limited_but_a_valid_key_still_works() {
         StatusCode::OK
     );
 }
+
+#[test]
+fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_budget() {
+    let server = Server::start_with(TestConfig {
+        extra: "[limits]\npublic_requests_per_minute = 2\ntrusted_proxies = [\"127.0.0.1\"]\n"
+            .into(),
+        ..TestConfig::default()
+    });
+    let client = plain_client();
+    let get = |forwarded: &str| {
+        client
+            .get(server.url("/connect/no-such-link"))
+            .header("x-forwarded-for", forwarded)
+            .send()
+            .expect("GET")
+            .status()
+    };
+    assert_eq!(get("203.0.113.7"), StatusCode::NOT_FOUND);
+    assert_eq!(get("203.0.113.7"), StatusCode::NOT_FOUND);
+    assert_eq!(get("203.0.113.7"), StatusCode::TOO_MANY_REQUESTS);
+    // Another client behind the same proxy is unaffected.
+    assert_eq!(get("198.51.100.9"), StatusCode::NOT_FOUND);
+    // A client cannot dodge its budget by prepending addresses of its own choosing: only the
+    // right-most untrusted entry counts.
+    assert_eq!(get("192.0.2.1, 203.0.113.7"), StatusCode::TOO_MANY_REQUESTS);
+}
+
+#[test]
+fn without_trusted_proxies_forwarded_headers_are_ignored() {
+    let server = limited(2, 30);
+    let client = plain_client();
+    let get = |forwarded: &str| {
+        client
+            .get(server.url("/connect/no-such-link"))
+            .header("x-forwarded-for", forwarded)
+            .send()
+            .expect("GET")
+            .status()
+    };
+    assert_eq!(get("203.0.113.1"), StatusCode::NOT_FOUND);
+    assert_eq!(get("203.0.113.2"), StatusCode::NOT_FOUND);
+    assert_eq!(
+        get("203.0.113.3"),
+        StatusCode::TOO_MANY_REQUESTS,
+        "the peer's budget"
+    );
+}

@@ -30,8 +30,7 @@ pub async fn require_admin(
     if !ok {
         // A response, not an Err: errors returned from middleware skip the outer middleware
         // (security headers, access log).
-        let ip = req.peer_addr().map(|a| a.ip());
-        let allowed = state.is_none_or(|s| s.limits.failed_auth_allowed(ip));
+        let allowed = state.is_none_or(|s| s.limits.failed_auth_allowed(s.limits.client_ip(&req)));
         let error = if allowed {
             AppError::Unauthorized
         } else {

@@ -17,6 +17,7 @@ use crate::state::AppState;
 pub struct Limits {
     public: DefaultKeyedRateLimiter<IpAddr>,
     failed_auth: DefaultKeyedRateLimiter<IpAddr>,
+    trusted_proxies: Vec<IpAddr>,
 }
 
 impl Limits {
@@ -25,7 +26,31 @@ impl Limits {
         Limits {
             public: RateLimiter::keyed(quota(config.public_requests_per_minute)),
             failed_auth: RateLimiter::keyed(quota(config.failed_auth_per_minute)),
+            trusted_proxies: config.trusted_proxies.clone(),
         }
+    }
+
+    /// The client's address: the peer, or, when the peer is a trusted reverse proxy, the
+    /// right-most `X-Forwarded-For` entry that is not itself a trusted proxy (entries further
+    /// left are written by the client and cannot be believed).
+    pub fn client_ip(&self, req: &ServiceRequest) -> Option<IpAddr> {
+        let peer = req.peer_addr().map(|a| a.ip())?;
+        if !self.trusted_proxies.contains(&peer) {
+            return Some(peer);
+        }
+        let forwarded = req
+            .headers()
+            .get_all("x-forwarded-for")
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .collect::<Vec<_>>();
+        forwarded
+            .iter()
+            .rev()
+            .filter_map(|s| s.parse::<IpAddr>().ok())
+            .find(|ip| !self.trusted_proxies.contains(ip))
+            .or(Some(peer))
     }
 
     /// Records a failed admin authentication; `false` once the IP is over its budget.
@@ -52,10 +77,12 @@ pub async fn limit_public(
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, Error> {
     if is_public(req.path()) {
-        let ip = req.peer_addr().map(|a| a.ip());
-        let over = match (req.app_data::<web::Data<AppState>>(), ip) {
-            (Some(state), Some(ip)) => state.limits.public.check_key(&ip).is_err(),
-            _ => false,
+        let over = match req.app_data::<web::Data<AppState>>() {
+            Some(state) => state
+                .limits
+                .client_ip(&req)
+                .is_some_and(|ip| state.limits.public.check_key(&ip).is_err()),
+            None => false,
         };
         if over {
             let response = AppError::RateLimited.error_response();
