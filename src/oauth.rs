@@ -155,78 +155,11 @@ impl Providers {
     /// Resolves every configured plugin; `public_url` is the server's external base URL.
     pub fn from_config(config: &Config, public_url: &Url) -> Result<Self, OAuthError> {
         let redirect = RedirectUrl::from_url(join(public_url, "oauth/callback"));
-        let mut by_id = BTreeMap::new();
-        for (id, plugin) in &config.plugins {
-            if plugin.auth == AuthKind::ApiKey {
-                by_id.insert(
-                    id.clone(),
-                    Provider {
-                        id: id.clone(),
-                        display_name: plugin.display_name_or(id).to_string(),
-                        config: plugin.clone(),
-                        client: None,
-                        revocation_url: None,
-                        api_base_url: plugin.api_base_url.clone(),
-                        issuer: None,
-                    },
-                );
-                continue;
-            }
-            let (authorization_url, token_url, revocation_url, api_base_url, issuer) =
-                match plugin.kind {
-                    ProviderKind::Sandbox => (
-                        join(public_url, "sandbox/authorize"),
-                        join(public_url, "sandbox/token"),
-                        Some(join(public_url, "sandbox/revoke")),
-                        Some(
-                            plugin
-                                .api_base_url
-                                .clone()
-                                .unwrap_or_else(|| join(public_url, "sandbox/api")),
-                        ),
-                        Some(join(public_url, "sandbox").to_string()),
-                    ),
-                    ProviderKind::Custom => (
-                        plugin
-                            .authorization_url
-                            .clone()
-                            .ok_or_else(|| missing(id, "authorization_url"))?,
-                        plugin
-                            .token_url
-                            .clone()
-                            .ok_or_else(|| missing(id, "token_url"))?,
-                        plugin.revocation_url.clone(),
-                        plugin.api_base_url.clone(),
-                        plugin.issuer.clone(),
-                    ),
-                };
-            let client = match (&plugin.client_id, &plugin.client_secret) {
-                (Some(cid), Some(secret)) if plugin.has_credentials() => Some(
-                    oauth2::Client::new(ClientId::new(cid.clone()))
-                        .set_client_secret(ClientSecret::new(secret.clone()))
-                        .set_auth_uri(AuthUrl::from_url(authorization_url.clone()))
-                        .set_token_uri(TokenUrl::from_url(token_url.clone()))
-                        .set_redirect_uri(redirect.clone())
-                        .set_auth_type(match plugin.token_auth_method {
-                            AuthMethod::ClientSecretBasic => AuthType::BasicAuth,
-                            AuthMethod::ClientSecretPost => AuthType::RequestBody,
-                        }),
-                ),
-                _ => None,
-            };
-            by_id.insert(
-                id.clone(),
-                Provider {
-                    id: id.clone(),
-                    display_name: plugin.display_name_or(id).to_string(),
-                    config: plugin.clone(),
-                    client,
-                    revocation_url,
-                    api_base_url,
-                    issuer,
-                },
-            );
-        }
+        let by_id = config
+            .plugins
+            .iter()
+            .map(|(id, plugin)| Ok((id.clone(), resolve(id, plugin, public_url, &redirect)?)))
+            .collect::<Result<_, OAuthError>>()?;
         Ok(Providers { by_id })
     }
 
@@ -237,6 +170,69 @@ impl Providers {
     pub fn iter(&self) -> impl Iterator<Item = &Provider> {
         self.by_id.values()
     }
+}
+
+/// One plugin's endpoints and oauth2 client (none for API-key plugins or missing credentials).
+fn resolve(
+    id: &str,
+    plugin: &PluginConfig,
+    public_url: &Url,
+    redirect: &RedirectUrl,
+) -> Result<Provider, OAuthError> {
+    let provider = |client, revocation_url, api_base_url, issuer| Provider {
+        id: id.to_string(),
+        display_name: plugin.display_name_or(id).to_string(),
+        config: plugin.clone(),
+        client,
+        revocation_url,
+        api_base_url,
+        issuer,
+    };
+    if plugin.auth == AuthKind::ApiKey {
+        return Ok(provider(None, None, plugin.api_base_url.clone(), None));
+    }
+    let (authorization_url, token_url, revocation_url, api_base_url, issuer) = match plugin.kind {
+        ProviderKind::Sandbox => (
+            join(public_url, "sandbox/authorize"),
+            join(public_url, "sandbox/token"),
+            Some(join(public_url, "sandbox/revoke")),
+            Some(
+                plugin
+                    .api_base_url
+                    .clone()
+                    .unwrap_or_else(|| join(public_url, "sandbox/api")),
+            ),
+            Some(join(public_url, "sandbox").to_string()),
+        ),
+        ProviderKind::Custom => (
+            plugin
+                .authorization_url
+                .clone()
+                .ok_or_else(|| missing(id, "authorization_url"))?,
+            plugin
+                .token_url
+                .clone()
+                .ok_or_else(|| missing(id, "token_url"))?,
+            plugin.revocation_url.clone(),
+            plugin.api_base_url.clone(),
+            plugin.issuer.clone(),
+        ),
+    };
+    let client = match (&plugin.client_id, &plugin.client_secret) {
+        (Some(cid), Some(secret)) if plugin.has_credentials() => Some(
+            oauth2::Client::new(ClientId::new(cid.clone()))
+                .set_client_secret(ClientSecret::new(secret.clone()))
+                .set_auth_uri(AuthUrl::from_url(authorization_url))
+                .set_token_uri(TokenUrl::from_url(token_url))
+                .set_redirect_uri(redirect.clone())
+                .set_auth_type(match plugin.token_auth_method {
+                    AuthMethod::ClientSecretBasic => AuthType::BasicAuth,
+                    AuthMethod::ClientSecretPost => AuthType::RequestBody,
+                }),
+        ),
+        _ => None,
+    };
+    Ok(provider(client, revocation_url, api_base_url, issuer))
 }
 
 fn missing(id: &str, key: &str) -> OAuthError {

@@ -182,6 +182,15 @@ fn raw_get(server: &Server, path: &str) -> (u16, String) {
     (status, body)
 }
 
+/// A custom OAuth plugin whose authorization and token endpoints are the upstream, plus `more`
+/// TOML lines.
+fn custom_plugin(name: &str, upstream: &Upstream, more: &str) -> String {
+    format!(
+        "\n[plugins.{name}]\nauthorization_url = \"http://127.0.0.1:{port}/authorize\"\ntoken_url = \"http://127.0.0.1:{port}/token\"\n{more}\n",
+        port = upstream.port
+    )
+}
+
 fn import(admin: &Admin, plugin: &str, credentials: Value) -> String {
     let r = admin.post_json(
         "/v1/connections",
@@ -472,17 +481,7 @@ fn the_background_refresher_refreshes_before_expiry_without_any_caller() {
 #[test]
 fn refresh_failures_are_classified_transient_or_permanent() {
     let upstream = Upstream::start();
-    let extra = format!(
-        r#"
-[plugins.flaky]
-authorization_url = "http://127.0.0.1:{port}/authorize"
-token_url = "http://127.0.0.1:{port}/token"
-client_id = "flaky-client"
-client_secret = "flaky-secret-LEAKCHECK"
-token_auth_method = "client_secret_post"
-"#,
-        port = upstream.port
-    );
+    let extra = custom_plugin("flaky", &upstream, "client_id = \"flaky-client\"\nclient_secret = \"flaky-secret-LEAKCHECK\"\ntoken_auth_method = \"client_secret_post\"");
     let server = server_with(&upstream, &extra);
     let admin = server.admin();
     let id = import(
@@ -613,17 +612,11 @@ fn large_uploads_stream_through_and_are_not_replayed() {
 #[test]
 fn a_failing_provider_revocation_still_deletes_local_credentials() {
     let upstream = Upstream::start();
-    let extra = format!(
-        r#"
-[plugins.revocable]
-authorization_url = "http://127.0.0.1:{port}/authorize"
-token_url = "http://127.0.0.1:{port}/token"
-revocation_url = "http://127.0.0.1:{port}/revoke"
-client_id = "rev-client"
-client_secret = "rev-secret"
-"#,
-        port = upstream.port
+    let revocation = format!(
+        "revocation_url = \"http://127.0.0.1:{}/revoke\"\nclient_id = \"rev-client\"\nclient_secret = \"rev-secret\"",
+        upstream.port
     );
+    let extra = custom_plugin("revocable", &upstream, &revocation);
     let server = server_with(&upstream, &extra);
     let admin = server.admin();
     let id = import(
@@ -678,15 +671,10 @@ client_secret = "rev-secret"
 #[test]
 fn a_slow_provider_times_out_as_transient_and_expiry_without_refresh_token_expires() {
     let upstream = Upstream::start();
-    let extra = format!(
-        r#"
-[plugins.slow]
-authorization_url = "http://127.0.0.1:{port}/authorize"
-token_url = "http://127.0.0.1:{port}/token"
-client_id = "slow-client"
-client_secret = "slow-secret"
-"#,
-        port = upstream.port
+    let extra = custom_plugin(
+        "slow",
+        &upstream,
+        "client_id = \"slow-client\"\nclient_secret = \"slow-secret\"",
     );
     let base = TestConfig {
         server_extra: "outbound_timeout_seconds = 1".into(),
