@@ -5,7 +5,7 @@ use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::{middleware, web, App};
 
 use crate::error::AppError;
-use crate::http::{admin, assets, auth, limits, openapi, pages, proxy, sandbox, tenants};
+use crate::http::{admin, assets, auth, limits, openapi, pages, plugins, proxy, sandbox, tenants};
 use crate::state::AppState;
 
 /// Security headers on every response (S7): no third-party sources, no framing, no referrer,
@@ -85,7 +85,8 @@ pub fn build_app(
             web::scope("/v1")
                 .wrap(middleware::from_fn(auth::require_admin))
                 .route("/links", web::post().to(admin::create_link))
-                .route("/plugins", web::get().to(admin::list_plugins))
+                .route("/plugins", web::get().to(plugins::list_plugins))
+                .route("/providers", web::get().to(plugins::list_providers))
                 .route("/events", web::get().to(admin::list_events))
                 .route("/connections", web::get().to(admin::list_connections))
                 .route("/connections", web::post().to(admin::import_connection))

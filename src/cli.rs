@@ -99,12 +99,33 @@ fn check(path: &Path) -> ExitCode {
         println!("vault: no database or identity yet; both will be created on first start");
     }
     for (id, plugin) in &config.plugins {
-        let state = if plugin.has_credentials() {
-            "ready"
+        let mut notes = Vec::new();
+        if !plugin.has_credentials() {
+            notes.push("MISSING client secret (set it or its environment variable)".to_string());
+        }
+        if plugin.scopes_required == Some(true) && plugin.scopes().is_empty() {
+            ok = false;
+            notes.push(format!(
+                "PROBLEM: the provider needs scopes; set plugins.{id}.scopes"
+            ));
+        }
+        let link_params = plugin.link_params();
+        if !link_params.is_empty() {
+            notes.push(format!(
+                "each link must give params: {} (or set plugins.{id}.params)",
+                link_params.join(", ")
+            ));
+        }
+        let state = if notes.is_empty() {
+            "ready".to_string()
         } else {
-            "MISSING client secret (set it or its environment variable)"
+            notes.join("; ")
         };
-        println!("plugin {id}: {} — {state}", plugin.display_name_or(id));
+        let provider = plugin.provider.as_deref().unwrap_or("custom");
+        println!(
+            "plugin {id}: {} ({provider}) — {state}",
+            plugin.display_name_or(id)
+        );
     }
     if ok {
         ExitCode::SUCCESS

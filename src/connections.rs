@@ -37,6 +37,9 @@ pub enum ConnectError {
     InvalidRedirectUrl,
     #[error("{0}")]
     InvalidRequest(String),
+    /// A link's template values (`params`) are missing or do not match the provider's pattern.
+    #[error("{0}")]
+    InvalidParams(String),
     #[error("no such connection")]
     NotFound,
     #[error("this connect link does not exist")]

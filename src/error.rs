@@ -49,6 +49,7 @@ impl AppError {
                 C::MissingCredentials(_) => (StatusCode::BAD_REQUEST, "missing_credentials"),
                 C::InvalidRedirectUrl => (StatusCode::BAD_REQUEST, "invalid_redirect_url"),
                 C::InvalidRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
+                C::InvalidParams(_) => (StatusCode::BAD_REQUEST, "invalid_params"),
                 C::NotFound => (StatusCode::NOT_FOUND, "not_found"),
                 C::LinkNotFound => (StatusCode::NOT_FOUND, "link_not_found"),
                 C::LinkExpired => (StatusCode::GONE, "link_expired"),

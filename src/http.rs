@@ -6,6 +6,7 @@ pub mod auth;
 pub mod limits;
 pub mod openapi;
 pub mod pages;
+pub mod plugins;
 pub mod proxy;
 pub mod sandbox;
 pub mod tenants;

@@ -1,8 +1,10 @@
 //! The OAuth 2.0 client side: per-plugin providers resolved from config, the authorization URL
 //! (state + PKCE S256), the code exchange and RFC 7009 revocation. No actix, no storage here.
 
+mod account;
 mod backchannel;
 mod exchange;
+mod quirks;
 
 use std::collections::BTreeMap;
 
@@ -19,6 +21,7 @@ use url::Url;
 pub use backchannel::Backchannel;
 pub use exchange::{is_grant_dead, ExtraFields};
 
+use crate::catalog;
 use crate::config::{AuthKind, AuthMethod, Config, PluginConfig, ProviderKind};
 
 pub type TokenResponse = StandardTokenResponse<ExtraFields, BasicTokenType>;
@@ -54,16 +57,28 @@ pub enum OAuthError {
     Misconfigured(String),
 }
 
-/// A plugin resolved against the running server: concrete endpoint URLs and an oauth2 client.
+/// A plugin resolved against the running server. Endpoint URLs are templates filled per
+/// connection (`{shop}`), so the oauth2 client is built per call; that costs a few clones.
 pub struct Provider {
     pub id: String,
     pub display_name: String,
+    /// Effective settings: the plugin's own, over the catalog entry, over defaults; for the
+    /// sandbox the built-in endpoint URLs are filled in.
     pub config: PluginConfig,
-    /// `None` when client id or secret is missing: the plugin is listed but cannot connect.
-    client: Option<OAuthClient>,
-    pub revocation_url: Option<Url>,
-    pub api_base_url: Option<Url>,
+    redirect: RedirectUrl,
     pub issuer: Option<String>,
+}
+
+/// Template values of one connection (the link's own; plugin-wide values are added on use).
+pub type Params = BTreeMap<String, String>;
+
+/// A provider's endpoints for one connection, templates filled.
+pub struct Endpoints {
+    pub authorization: Url,
+    pub token: Url,
+    pub revocation: Option<Url>,
+    pub userinfo: Option<Url>,
+    pub api_base: Option<Url>,
 }
 
 /// A ready authorization request: the URL to send the browser to, and what to keep server-side.
@@ -80,7 +95,7 @@ pub enum Placement<'a> {
 
 impl Provider {
     pub fn has_credentials(&self) -> bool {
-        self.client.is_some() || self.config.auth == AuthKind::ApiKey
+        self.config.has_credentials()
     }
 
     pub fn is_api_key(&self) -> bool {
@@ -95,26 +110,111 @@ impl Provider {
             .config
             .api_key_header
             .as_deref()
+            .or(self.config.token_header.as_deref())
             .unwrap_or("authorization");
         let default_prefix = if name.eq_ignore_ascii_case("authorization") {
             "Bearer "
         } else {
             ""
         };
+        let prefix = self
+            .config
+            .api_key_prefix
+            .as_deref()
+            .or(self.config.token_prefix.as_deref());
         Placement::Header {
             name,
-            prefix: self
-                .config
-                .api_key_prefix
-                .as_deref()
-                .unwrap_or(default_prefix),
+            prefix: prefix.unwrap_or(default_prefix),
         }
     }
 
-    fn client(&self) -> Result<&OAuthClient, OAuthError> {
-        self.client.as_ref().ok_or_else(|| {
-            OAuthError::Misconfigured(format!("plugin {} has no client credentials", self.id))
+    /// Checks a link's template values against what the provider declares, and that every
+    /// template without a plugin-wide value gets one. Returns the values to store.
+    pub fn check_link_params(&self, given: Params) -> Result<Params, String> {
+        for (name, value) in &given {
+            if self.config.params.contains_key(name) {
+                return Err(format!(
+                    "params.{name} is fixed by the plugin configuration"
+                ));
+            }
+            let Some(spec) = self.config.param_specs.get(name) else {
+                return Err(format!("params.{name} is not a parameter of this plugin"));
+            };
+            if !spec.accepts(value) {
+                return Err(format!(
+                    "params.{name} must be {} (e.g. {:?})",
+                    spec.description, spec.example
+                ));
+            }
+        }
+        if let Some(missing) = self
+            .config
+            .link_params()
+            .into_iter()
+            .find(|n| !given.contains_key(n))
+        {
+            let hint = self
+                .config
+                .param_specs
+                .get(&missing)
+                .map(|s| format!(": {} (e.g. {:?})", s.description, s.example))
+                .unwrap_or_default();
+            return Err(format!("params.{missing} is required{hint}"));
+        }
+        Ok(given)
+    }
+
+    /// The endpoints with `params` (and the plugin-wide values) filled in.
+    pub fn endpoints(&self, params: &Params) -> Result<Endpoints, OAuthError> {
+        let mut values = self.config.params.clone();
+        values.extend(params.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let fill = |t: &Option<String>, key: &str| -> Result<Option<Url>, OAuthError> {
+            t.as_deref()
+                .map(|t| {
+                    catalog::expand(t, &values).map_err(|m| {
+                        OAuthError::Misconfigured(format!("plugins.{}.{key}: {m}", self.id))
+                    })
+                })
+                .transpose()
+        };
+        let required =
+            |t: &Option<String>, key: &str| fill(t, key)?.ok_or_else(|| missing(&self.id, key));
+        Ok(Endpoints {
+            authorization: required(&self.config.authorization_url, "authorization_url")?,
+            token: required(&self.config.token_url, "token_url")?,
+            revocation: fill(&self.config.revocation_url, "revocation_url")?,
+            userinfo: fill(&self.config.userinfo_url, "userinfo_url")?,
+            api_base: fill(&self.config.api_base_url, "api_base_url")?,
         })
+    }
+
+    /// The API base for the proxy: `api_base_url`, filled in, for API-key plugins too.
+    pub fn api_base(&self, params: &Params) -> Result<Option<Url>, OAuthError> {
+        let mut values = self.config.params.clone();
+        values.extend(params.iter().map(|(k, v)| (k.clone(), v.clone())));
+        self.config
+            .api_base_url
+            .as_deref()
+            .map(|t| catalog::expand(t, &values).map_err(OAuthError::Misconfigured))
+            .transpose()
+    }
+
+    fn client(&self, endpoints: &Endpoints) -> Result<OAuthClient, OAuthError> {
+        let (Some(cid), Some(secret)) = (&self.config.client_id, &self.config.client_secret) else {
+            return Err(OAuthError::Misconfigured(format!(
+                "plugin {} has no client credentials",
+                self.id
+            )));
+        };
+        Ok(oauth2::Client::new(ClientId::new(cid.clone()))
+            .set_client_secret(ClientSecret::new(secret.clone()))
+            .set_auth_uri(AuthUrl::from_url(endpoints.authorization.clone()))
+            .set_token_uri(TokenUrl::from_url(endpoints.token.clone()))
+            .set_redirect_uri(self.redirect.clone())
+            .set_auth_type(match self.config.token_auth_method() {
+                AuthMethod::ClientSecretBasic => AuthType::BasicAuth,
+                AuthMethod::ClientSecretPost => AuthType::RequestBody,
+            }))
     }
 
     /// Builds the authorization URL for `state`, with a fresh PKCE S256 pair unless the plugin
@@ -123,18 +223,22 @@ impl Provider {
         &self,
         state: &str,
         scopes: &[String],
+        params: &Params,
     ) -> Result<AuthorizeRequest, OAuthError> {
-        let client = self.client()?;
+        let client = self.client(&self.endpoints(params)?)?;
         let state = state.to_string();
         let mut request = client.authorize_url(move || CsrfToken::new(state));
         if !scopes.is_empty() {
-            request = request.add_extra_param("scope", scopes.join(&self.config.scope_separator));
+            request = request.add_extra_param(
+                self.config.scope_param(),
+                scopes.join(self.config.scope_separator()),
+            );
         }
-        for (k, v) in &self.config.authorize_params {
+        for (k, v) in self.config.authorize_params() {
             request = request.add_extra_param(k.as_str(), v.as_str());
         }
         let mut verifier = None;
-        if self.config.pkce {
+        if self.config.pkce() {
             let (challenge, v) = PkceCodeChallenge::new_random_sha256();
             request = request.set_pkce_challenge(challenge);
             verifier = Some(v.into_secret());
@@ -158,8 +262,8 @@ impl Providers {
         let by_id = config
             .plugins
             .iter()
-            .map(|(id, plugin)| Ok((id.clone(), resolve(id, plugin, public_url, &redirect)?)))
-            .collect::<Result<_, OAuthError>>()?;
+            .map(|(id, plugin)| (id.clone(), resolve(id, plugin, public_url, &redirect)))
+            .collect();
         Ok(Providers { by_id })
     }
 
@@ -172,67 +276,29 @@ impl Providers {
     }
 }
 
-/// One plugin's endpoints and oauth2 client (none for API-key plugins or missing credentials).
-fn resolve(
-    id: &str,
-    plugin: &PluginConfig,
-    public_url: &Url,
-    redirect: &RedirectUrl,
-) -> Result<Provider, OAuthError> {
-    let provider = |client, revocation_url, api_base_url, issuer| Provider {
+/// One plugin against this server: the sandbox's endpoints are filled in from `public_url`.
+fn resolve(id: &str, plugin: &PluginConfig, public_url: &Url, redirect: &RedirectUrl) -> Provider {
+    let mut config = plugin.clone();
+    let mut issuer = plugin.issuer.clone();
+    if plugin.kind == ProviderKind::Sandbox && plugin.auth != AuthKind::ApiKey {
+        let at = |path: &str| Some(join(public_url, path).to_string());
+        config.authorization_url = at("sandbox/authorize");
+        config.token_url = at("sandbox/token");
+        config.revocation_url = at("sandbox/revoke");
+        config.userinfo_url = at("sandbox/api/me");
+        config.account_name = Some(vec!["/sub".into()]);
+        if config.api_base_url.is_none() {
+            config.api_base_url = at("sandbox/api");
+        }
+        issuer = at("sandbox");
+    }
+    Provider {
         id: id.to_string(),
         display_name: plugin.display_name_or(id).to_string(),
-        config: plugin.clone(),
-        client,
-        revocation_url,
-        api_base_url,
+        config,
+        redirect: redirect.clone(),
         issuer,
-    };
-    if plugin.auth == AuthKind::ApiKey {
-        return Ok(provider(None, None, plugin.api_base_url.clone(), None));
     }
-    let (authorization_url, token_url, revocation_url, api_base_url, issuer) = match plugin.kind {
-        ProviderKind::Sandbox => (
-            join(public_url, "sandbox/authorize"),
-            join(public_url, "sandbox/token"),
-            Some(join(public_url, "sandbox/revoke")),
-            Some(
-                plugin
-                    .api_base_url
-                    .clone()
-                    .unwrap_or_else(|| join(public_url, "sandbox/api")),
-            ),
-            Some(join(public_url, "sandbox").to_string()),
-        ),
-        ProviderKind::Custom => (
-            plugin
-                .authorization_url
-                .clone()
-                .ok_or_else(|| missing(id, "authorization_url"))?,
-            plugin
-                .token_url
-                .clone()
-                .ok_or_else(|| missing(id, "token_url"))?,
-            plugin.revocation_url.clone(),
-            plugin.api_base_url.clone(),
-            plugin.issuer.clone(),
-        ),
-    };
-    let client = match (&plugin.client_id, &plugin.client_secret) {
-        (Some(cid), Some(secret)) if plugin.has_credentials() => Some(
-            oauth2::Client::new(ClientId::new(cid.clone()))
-                .set_client_secret(ClientSecret::new(secret.clone()))
-                .set_auth_uri(AuthUrl::from_url(authorization_url))
-                .set_token_uri(TokenUrl::from_url(token_url))
-                .set_redirect_uri(redirect.clone())
-                .set_auth_type(match plugin.token_auth_method {
-                    AuthMethod::ClientSecretBasic => AuthType::BasicAuth,
-                    AuthMethod::ClientSecretPost => AuthType::RequestBody,
-                }),
-        ),
-        _ => None,
-    };
-    Ok(provider(client, revocation_url, api_base_url, issuer))
 }
 
 fn missing(id: &str, key: &str) -> OAuthError {

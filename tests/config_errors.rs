@@ -168,7 +168,7 @@ token_url = "https://idp.acme.test/token"
 client_id = "acme-client"
 client_secret = "plugin-secret-LEAKCHECK-4411""#,
         ),
-        &["line 8 (", "not a url"],
+        &["plugins.acme.authorization_url", "not a url"],
     );
     assert_refused(
         &with_acme(
@@ -199,8 +199,8 @@ client_secret = "plugin-secret-LEAKCHECK-4411""#,
 #[test]
 fn plugin_tables_are_validated() {
     assert_refused(
-        &with_acme(&format!("provider = \"okta\"\n{ACME_OK}")),
-        &["plugins.acme.provider", "okta"],
+        &with_acme(&format!("provider = \"oktaa\"\n{ACME_OK}")),
+        &["plugins.acme.provider", "oktaa", "GET /v1/providers"],
     );
     assert_refused(
         &with_acme(&format!(

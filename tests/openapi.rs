@@ -10,6 +10,7 @@ use serde_json::Value;
 const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/links"),
     ("get", "/v1/plugins"),
+    ("get", "/v1/providers"),
     ("get", "/v1/events"),
     ("get", "/v1/connections"),
     ("post", "/v1/connections"),

@@ -1,24 +1,18 @@
-//! One `[plugins.<id>]` table: a provider plus the team's client registration at it.
+//! One `[plugins.<id>]` table: a provider (built-in catalog entry, sandbox or custom endpoints)
+//! plus the team's client registration at it. After [`PluginConfig::resolve`] every provider
+//! field holds its effective value: the plugin's own, else the catalog's, else the default.
+
+mod checks;
 
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
-use url::Url;
 
-use super::check_http_url;
+use crate::catalog::{self, HttpMethod, ParamSpec, TokenResponseKind};
 
-/// Parameters the appliance sets itself; a plugin may not override them.
-const RESERVED_PARAMS: &[&str] = &[
-    "response_type",
-    "client_id",
-    "redirect_uri",
-    "state",
-    "scope",
-    "code_challenge",
-    "code_challenge_method",
-];
+pub use checks::valid_scope;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AuthMethod {
     ClientSecretBasic,
@@ -40,6 +34,8 @@ pub enum ProviderKind {
     Custom,
     /// The built-in test provider under `/sandbox/`.
     Sandbox,
+    /// An entry of the built-in catalog (`provider = "github"`).
+    Catalog,
 }
 
 #[derive(Clone, Deserialize)]
@@ -54,28 +50,42 @@ pub struct PluginConfig {
     /// For `auth = "api_key"`: send the key as this query parameter instead of a header.
     pub api_key_query: Option<String>,
     pub provider: Option<String>,
-    pub authorization_url: Option<Url>,
-    pub token_url: Option<Url>,
-    pub revocation_url: Option<Url>,
-    pub api_base_url: Option<Url>,
+    pub display_name: Option<String>,
+    pub docs_url: Option<String>,
+    // URL templates: `{name}` is filled from `params`.
+    pub authorization_url: Option<String>,
+    pub token_url: Option<String>,
+    pub revocation_url: Option<String>,
+    pub userinfo_url: Option<String>,
+    pub userinfo_method: Option<HttpMethod>,
+    pub userinfo_headers: Option<BTreeMap<String, String>>,
+    pub account_name: Option<Vec<String>>,
+    pub account_name_from_token: Option<Vec<String>>,
+    pub api_base_url: Option<String>,
+    pub api_base_from_token: Option<String>,
+    pub token_header: Option<String>,
+    pub token_prefix: Option<String>,
     /// Expected `iss` on the callback (RFC 9207); checked when the provider sends one.
     pub issuer: Option<String>,
     pub client_id: Option<String>,
     pub client_secret: Option<String>,
     pub client_secret_env: Option<String>,
+    pub scopes: Option<Vec<String>>,
+    pub scopes_required: Option<bool>,
+    pub scope_separator: Option<String>,
+    pub scope_param: Option<String>,
+    pub token_auth_method: Option<AuthMethod>,
+    pub pkce: Option<bool>,
+    pub authorize_params: Option<BTreeMap<String, String>>,
+    pub token_response: Option<TokenResponseKind>,
+    /// Template values fixed for every connection of this plugin (e.g. an Okta `domain`).
     #[serde(default)]
-    pub scopes: Vec<String>,
-    #[serde(default = "default_separator")]
-    pub scope_separator: String,
-    #[serde(default = "default_auth_method")]
-    pub token_auth_method: AuthMethod,
-    #[serde(default = "default_true")]
-    pub pkce: bool,
-    #[serde(default)]
-    pub authorize_params: BTreeMap<String, String>,
-    pub display_name: Option<String>,
+    pub params: BTreeMap<String, String>,
     #[serde(skip, default = "default_kind")]
     pub kind: ProviderKind,
+    /// Template values the provider declares (from the catalog).
+    #[serde(skip)]
+    pub param_specs: BTreeMap<String, ParamSpec>,
 }
 
 impl std::fmt::Debug for PluginConfig {
@@ -96,15 +106,6 @@ impl std::fmt::Debug for PluginConfig {
 
 fn default_auth() -> AuthKind {
     AuthKind::Oauth2
-}
-fn default_separator() -> String {
-    " ".into()
-}
-fn default_auth_method() -> AuthMethod {
-    AuthMethod::ClientSecretBasic
-}
-fn default_true() -> bool {
-    true
 }
 fn default_kind() -> ProviderKind {
     ProviderKind::Custom
@@ -132,7 +133,71 @@ impl PluginConfig {
         self.display_name.as_deref().unwrap_or(id)
     }
 
-    /// Validates the table and applies secret overrides. Errors are `(key, message)`.
+    pub fn scopes(&self) -> &[String] {
+        self.scopes.as_deref().unwrap_or_default()
+    }
+
+    pub fn scope_separator(&self) -> &str {
+        self.scope_separator.as_deref().unwrap_or(" ")
+    }
+
+    pub fn scope_param(&self) -> &str {
+        self.scope_param.as_deref().unwrap_or("scope")
+    }
+
+    pub fn pkce(&self) -> bool {
+        self.pkce.unwrap_or(true)
+    }
+
+    pub fn token_auth_method(&self) -> AuthMethod {
+        self.token_auth_method
+            .unwrap_or(AuthMethod::ClientSecretBasic)
+    }
+
+    pub fn authorize_params(&self) -> impl Iterator<Item = (&String, &String)> {
+        self.authorize_params.iter().flatten()
+    }
+
+    /// Template names used by the endpoint URLs.
+    pub fn template_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = [
+            &self.authorization_url,
+            &self.token_url,
+            &self.revocation_url,
+            &self.userinfo_url,
+            &self.api_base_url,
+        ]
+        .into_iter()
+        .flatten()
+        .flat_map(|u| catalog::placeholders(u))
+        .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+
+    /// Template values each link must supply (no plugin-wide value is configured).
+    pub fn link_params(&self) -> Vec<String> {
+        self.template_names()
+            .into_iter()
+            .filter(|n| !self.params.contains_key(n))
+            .collect()
+    }
+
+    /// What stops this plugin from connecting, for `check` and `GET /v1/plugins`.
+    pub fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if !self.has_credentials() {
+            out.push("client credentials (client_id and client_secret)".to_string());
+        }
+        if self.scopes_required == Some(true) && self.scopes().is_empty() {
+            out.push("scopes (the provider refuses an authorization without one)".to_string());
+        }
+        out
+    }
+
+    /// Validates the table, merges the catalog entry under it and applies secret overrides.
+    /// Errors are `(key, message)`.
     pub(super) fn resolve(
         &mut self,
         id: &str,
@@ -140,7 +205,7 @@ impl PluginConfig {
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<(), (&'static str, String)> {
         if self.auth == AuthKind::ApiKey {
-            return self.resolve_api_key();
+            return checks::api_key(self);
         }
         if self.api_key_header.is_some()
             || self.api_key_prefix.is_some()
@@ -151,131 +216,43 @@ impl PluginConfig {
         self.kind = match self.provider.as_deref() {
             None | Some("custom") => ProviderKind::Custom,
             Some("sandbox") => ProviderKind::Sandbox,
-            Some(other) => {
+            Some(name) => {
+                let entry = catalog::catalog().get(name).ok_or_else(|| {
+                    (
+                        "provider",
+                        format!("unknown provider \"{name}\"; expected \"sandbox\", \"custom\" or a catalog provider such as \"github\" (`GET /v1/providers` lists them)"),
+                    )
+                })?;
+                catalog::inherit_provider_fields!(self, entry);
+                catalog::inherit!(self, entry; docs_url);
+                if self.display_name.is_none() {
+                    self.display_name.clone_from(&entry.name);
+                }
+                self.param_specs = entry.param_specs().clone();
+                ProviderKind::Catalog
+            }
+        };
+        if self.kind == ProviderKind::Sandbox {
+            if !sandbox_enabled {
                 return Err((
                     "provider",
-                    format!("unknown provider \"{other}\"; expected \"sandbox\" or \"custom\" (or omit it and give the endpoint URLs)"),
-                ))
+                    "the sandbox provider needs `[sandbox] enabled = true`".into(),
+                ));
             }
-        };
-        match self.kind {
-            ProviderKind::Sandbox => {
-                if !sandbox_enabled {
-                    return Err((
-                        "provider",
-                        "the sandbox provider needs `[sandbox] enabled = true`".into(),
-                    ));
-                }
-                if self.authorization_url.is_some() || self.token_url.is_some() {
-                    return Err((
-                        "authorization_url",
-                        "the sandbox provider's endpoints are built in; remove the URLs".into(),
-                    ));
-                }
-            }
-            ProviderKind::Custom => {
-                let auth = self.authorization_url.as_ref().ok_or((
+            if self.authorization_url.is_some() || self.token_url.is_some() {
+                return Err((
                     "authorization_url",
-                    "expected the provider's authorization endpoint URL".to_string(),
-                ))?;
-                check_http_url(auth, true).map_err(|m| ("authorization_url", m))?;
-                let token = self.token_url.as_ref().ok_or((
-                    "token_url",
-                    "expected the provider's token endpoint URL".to_string(),
-                ))?;
-                check_http_url(token, true).map_err(|m| ("token_url", m))?;
-            }
-        }
-        if let Some(u) = &self.revocation_url {
-            check_http_url(u, true).map_err(|m| ("revocation_url", m))?;
-        }
-        if let Some(u) = &self.api_base_url {
-            check_http_url(u, true).map_err(|m| ("api_base_url", m))?;
-        }
-        if self.client_id.as_deref().is_none_or(str::is_empty) {
-            return Err(("client_id", "expected the OAuth client id".into()));
-        }
-        if let Some(secret) = env(&secret_env_name(id)) {
-            self.client_secret = Some(secret);
-        } else if let Some(var) = &self.client_secret_env {
-            // Missing here is allowed: the plugin is listed as lacking credentials until set.
-            self.client_secret = env(var).filter(|s| !s.is_empty());
-        } else if self.client_secret.as_deref().is_none_or(str::is_empty) {
-            return Err((
-                "client_secret",
-                format!(
-                    "expected the OAuth client secret, or client_secret_env naming an environment variable (or set {})",
-                    secret_env_name(id)
-                ),
-            ));
-        }
-        for scope in &self.scopes {
-            if !valid_scope(scope) {
-                return Err((
-                    "scopes",
-                    format!("\"{scope}\" is not a valid scope token (printable ASCII, no spaces or quotes)"),
+                    "the sandbox provider's endpoints are built in; remove the URLs".into(),
                 ));
             }
+        } else {
+            checks::required_urls(self)?;
         }
-        if self.scope_separator.is_empty() {
-            return Err(("scope_separator", "expected a non-empty separator".into()));
-        }
-        for key in self.authorize_params.keys() {
-            if RESERVED_PARAMS.contains(&key.as_str()) {
-                return Err((
-                    "authorize_params",
-                    format!("\"{key}\" is set by the appliance and cannot be overridden"),
-                ));
-            }
-        }
+        checks::params(self)?;
+        checks::urls(self)?;
+        checks::credentials(self, id, env)?;
+        checks::scopes_and_params(self)?;
+        checks::presentation(self)?;
         Ok(())
     }
-}
-
-impl PluginConfig {
-    fn resolve_api_key(&self) -> Result<(), (&'static str, String)> {
-        if self.provider.is_some() || self.authorization_url.is_some() || self.token_url.is_some() {
-            return Err((
-                "auth",
-                "an api_key plugin has no provider, authorization_url or token_url".into(),
-            ));
-        }
-        let base = self.api_base_url.as_ref().ok_or((
-            "api_base_url",
-            "an api_key plugin needs the API's base URL".to_string(),
-        ))?;
-        check_http_url(base, true).map_err(|m| ("api_base_url", m))?;
-        if self.api_key_query.is_some()
-            && (self.api_key_header.is_some() || self.api_key_prefix.is_some())
-        {
-            return Err((
-                "api_key_query",
-                "give api_key_query or api_key_header/api_key_prefix, not both".into(),
-            ));
-        }
-        let token = |s: &str| {
-            !s.is_empty()
-                && s.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-        };
-        if self.api_key_header.as_deref().is_some_and(|h| !token(h)) {
-            return Err(("api_key_header", "expected an HTTP header name".into()));
-        }
-        if self.api_key_query.as_deref().is_some_and(|q| !token(q)) {
-            return Err((
-                "api_key_query",
-                "expected a query parameter name of letters, digits, '-', '_' or '.'".into(),
-            ));
-        }
-        Ok(())
-    }
-}
-
-/// RFC 6749 §3.3 scope-token characters.
-pub fn valid_scope(scope: &str) -> bool {
-    !scope.is_empty()
-        && scope.len() <= 256
-        && scope
-            .bytes()
-            .all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b))
 }

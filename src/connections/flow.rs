@@ -4,10 +4,12 @@
 use subtle::ConstantTimeEq;
 use url::Url;
 
-use super::model::{new_secret_token, now, token_hash, Connection, Flow, Link, Timestamp};
+use super::model::{
+    new_secret_token, now, token_hash, Connection, Flow, Link, Timestamp, TokenSet,
+};
 use super::{ConnectError, Connections};
 use crate::config::valid_scope;
-use crate::oauth::{OAuthError, Provider};
+use crate::oauth::{OAuthError, Params, Provider};
 use crate::vault::CredentialsUpdate;
 
 pub struct LinkRequest {
@@ -16,6 +18,8 @@ pub struct LinkRequest {
     pub redirect_url: Option<String>,
     pub scopes: Option<Vec<String>>,
     pub connection_id: Option<String>,
+    /// Template values for the provider's URLs (e.g. `{"shop": "acme"}`).
+    pub params: Params,
 }
 
 pub struct LinkCreated {
@@ -75,8 +79,11 @@ impl Connections {
         };
         let scopes = match req.scopes {
             Some(scopes) => check_scopes(scopes)?,
-            None => provider.config.scopes.clone(),
+            None => provider.config.scopes().to_vec(),
         };
+        let params = provider
+            .check_link_params(req.params)
+            .map_err(ConnectError::InvalidParams)?;
         let connection = match &req.connection_id {
             Some(id) => {
                 let existing = self.get(id).await?;
@@ -87,7 +94,11 @@ impl Connections {
                 }
                 existing
             }
-            None => Connection::new_pending(&req.tenant_id, &req.plugin, scopes.clone()),
+            None => {
+                let mut c = Connection::new_pending(&req.tenant_id, &req.plugin, scopes.clone());
+                c.params.clone_from(&params);
+                c
+            }
         };
         let link_token = new_secret_token();
         let created_at = now();
@@ -99,6 +110,7 @@ impl Connections {
             created_at,
             expires_at: created_at + self.settings.link_ttl_seconds,
             used_at: None,
+            params,
         };
         let hash = token_hash(&link_token);
         let stored = link.clone();
@@ -152,7 +164,7 @@ impl Connections {
         let state = new_secret_token();
         let browser = new_secret_token();
         let request = provider
-            .authorize(&state, &link.scopes)
+            .authorize(&state, &link.scopes, &link.params)
             .map_err(|e| match e {
                 OAuthError::Misconfigured(_) => {
                     ConnectError::MissingCredentials(provider.id.clone())
@@ -239,6 +251,7 @@ impl Connections {
         let link_hash = flow.link_hash.clone();
         let mut connection = self.get(&flow.connection_id).await?;
         let redirect_base = link.redirect_url.and_then(|u| Url::parse(&u).ok());
+        let link_params = link.params;
 
         if let Some(error) = params.error {
             let code = sanitize_error_code(&error);
@@ -279,14 +292,23 @@ impl Connections {
             ));
         };
         match provider
-            .exchange_code(&self.backchannel, &code, flow.pkce_verifier.as_deref())
+            .exchange_code(
+                &self.backchannel,
+                &code,
+                flow.pkce_verifier.as_deref(),
+                &link_params,
+            )
             .await
         {
             Ok(tokens) => {
                 connection.mark_connected(&tokens);
+                connection.params = link_params;
+                connection.api_base_url = provider.api_base_from(&tokens).map(String::from);
                 // Durable before anyone (the browser, the team's app) hears of it.
                 self.finish(&link_hash, &connection, CredentialsUpdate::Replace(&tokens))
                     .await?;
+                self.record_account_name(provider, &mut connection, &tokens)
+                    .await;
                 tracing::info!(connection = %connection.id, plugin = %connection.plugin, "connection connected");
                 let redirect = redirect_base.map(|u| {
                     with_query(
@@ -307,6 +329,30 @@ impl Connections {
                     .await?;
                 Err(ConnectError::OAuthCallbackFailed(e.to_string()))
             }
+        }
+    }
+
+    /// Looks up the account's display name after the tokens are safe; a failure only leaves
+    /// the name unset.
+    async fn record_account_name(
+        &self,
+        provider: &Provider,
+        connection: &mut Connection,
+        tokens: &TokenSet,
+    ) {
+        let Some(name) = provider
+            .account_name(&self.backchannel, tokens, &connection.params)
+            .await
+        else {
+            return;
+        };
+        connection.display_name = Some(name);
+        let conn = connection.clone();
+        let stored = self
+            .blocking(move |s| s.put_connection(&conn, CredentialsUpdate::Keep))
+            .await;
+        if let Err(e) = stored {
+            tracing::warn!(connection = %connection.id, error = %e, "could not store the display name");
         }
     }
 

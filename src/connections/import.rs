@@ -52,7 +52,7 @@ impl Connections {
         };
         let scopes = match req.scopes {
             Some(s) => check_scopes(s)?,
-            None => provider.config.scopes.clone(),
+            None => provider.config.scopes().to_vec(),
         };
         let tokens = TokenSet {
             access_token: req.access_token,

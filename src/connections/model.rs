@@ -1,5 +1,7 @@
 //! Records as stored (sealed) in the vault, and the connection state machine.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::vault::random_bytes;
@@ -76,6 +78,15 @@ pub struct Connection {
     pub expired_at: Option<Timestamp>,
     pub revoked_at: Option<Timestamp>,
     pub last_error: Option<LastError>,
+    /// Template values of the provider's URLs for this connection (e.g. a Shopify `shop`).
+    #[serde(default)]
+    pub params: BTreeMap<String, String>,
+    /// The connected account as the provider names it (a login, a workspace, a shop domain).
+    #[serde(default)]
+    pub display_name: Option<String>,
+    /// The account's own API base when the provider assigns one (Salesforce's instance_url).
+    #[serde(default)]
+    pub api_base_url: Option<String>,
 }
 
 impl Connection {
@@ -96,6 +107,9 @@ impl Connection {
             expired_at: None,
             revoked_at: None,
             last_error: None,
+            params: BTreeMap::new(),
+            display_name: None,
+            api_base_url: None,
         }
     }
 
@@ -174,6 +188,8 @@ pub struct Link {
     pub created_at: Timestamp,
     pub expires_at: Timestamp,
     pub used_at: Option<Timestamp>,
+    #[serde(default)]
+    pub params: BTreeMap<String, String>,
 }
 
 /// One authorization attempt, keyed by the SHA-256 of its `state`.

@@ -2,6 +2,7 @@
 
 use url::Url;
 
+use super::model::Connection;
 use super::{ConnectError, Connections};
 use crate::oauth::Placement;
 
@@ -24,13 +25,32 @@ pub enum ProxyBody {
 }
 
 impl Connections {
-    /// The upstream URL for `path` (the part after `/proxy/`, still percent-encoded) and `query`.
-    pub fn proxy_target(&self, plugin: &str, path: &str, query: &str) -> Result<Url, ConnectError> {
+    /// The upstream URL for `path` (the part after `/proxy/`, still percent-encoded) and `query`:
+    /// under the connection's own API base when the provider gave one, else the plugin's.
+    pub fn proxy_target(
+        &self,
+        connection: &Connection,
+        path: &str,
+        query: &str,
+    ) -> Result<Url, ConnectError> {
+        let plugin = &connection.plugin;
         let provider = self.provider(plugin)?;
-        let base = provider.api_base_url.as_ref().ok_or_else(|| {
-            ConnectError::ProxyNotConfigured(format!("plugin \"{plugin}\" has no api_base_url"))
-        })?;
-        build_target(base, path, query)
+        let own = connection
+            .api_base_url
+            .as_deref()
+            .and_then(|u| Url::parse(u).ok());
+        let base = match own {
+            Some(url) => url,
+            None => provider
+                .api_base(&connection.params)
+                .map_err(|e| ConnectError::ProxyNotConfigured(e.to_string()))?
+                .ok_or_else(|| {
+                    ConnectError::ProxyNotConfigured(format!(
+                        "plugin \"{plugin}\" has no api_base_url"
+                    ))
+                })?,
+        };
+        build_target(&base, path, query)
     }
 
     /// Forwards with the connection's access token. On a 401 a buffered request is retried
@@ -41,7 +61,7 @@ impl Connections {
         req: ProxyRequest,
     ) -> Result<reqwest::Response, ConnectError> {
         let connection = self.get(id).await?;
-        let target = self.proxy_target(&connection.plugin, &req.path, &req.query)?;
+        let target = self.proxy_target(&connection, &req.path, &req.query)?;
         let placement = self.provider(&connection.plugin)?.placement();
         let token = self.access_token(id, false).await?;
         let send = |token: String, body: reqwest::Body| {

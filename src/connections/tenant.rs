@@ -42,6 +42,19 @@ impl Connections {
         if let Some(c) = self.usable_connection(tenant_id, plugin).await? {
             return Ok(TenantConnection::Connected(c));
         }
+        // A templated provider (a Shopify shop) reconnects to the account it had before.
+        let filter = ConnectionFilter {
+            tenant_id: Some(tenant_id.to_string()),
+            plugin: Some(plugin.to_string()),
+            status: None,
+        };
+        let previous = self
+            .blocking(move |s| s.list_connections(&filter, None, usize::MAX))
+            .await?;
+        let params = previous
+            .last()
+            .map(|c| c.params.clone())
+            .unwrap_or_default();
         let link = self
             .create_link(LinkRequest {
                 tenant_id: tenant_id.to_string(),
@@ -49,6 +62,7 @@ impl Connections {
                 redirect_url: None,
                 scopes: None,
                 connection_id: None,
+                params,
             })
             .await?;
         Ok(TenantConnection::NeedsConnection(link))

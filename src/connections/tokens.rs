@@ -88,9 +88,15 @@ impl Connections {
         tokens: TokenSet,
     ) -> Result<AccessTokenView, ConnectError> {
         let provider = self.provider(&connection.plugin)?;
-        match provider.refresh(&self.backchannel, &tokens).await {
+        match provider
+            .refresh(&self.backchannel, &tokens, &connection.params)
+            .await
+        {
             Ok(new_tokens) => {
                 connection.mark_refreshed(&new_tokens);
+                if let Some(base) = provider.api_base_from(&new_tokens) {
+                    connection.api_base_url = Some(base.into());
+                }
                 // The rotated refresh token is durable before the new access token leaves.
                 let (conn, stored) = (connection.clone(), new_tokens.clone());
                 self.blocking(move |s| {
@@ -162,7 +168,10 @@ impl Connections {
         let provider = self.provider(&connection.plugin)?;
         let (provider_revocation, provider_error) = match &tokens {
             None => ("no_credentials", None),
-            Some(t) => match provider.revoke(&self.backchannel, t).await {
+            Some(t) => match provider
+                .revoke(&self.backchannel, t, &connection.params)
+                .await
+            {
                 Ok(true) => ("revoked", None),
                 Ok(false) => ("not_supported", None),
                 Err(e) => {

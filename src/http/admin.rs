@@ -18,6 +18,10 @@ pub struct LinkBody {
     redirect_url: Option<String>,
     scopes: Option<Vec<String>>,
     connection_id: Option<String>,
+    /// Template values the provider's URLs need, e.g. `{"shop": "acme-store"}` for Shopify
+    /// (`GET /v1/providers` lists each provider's parameters and their patterns).
+    #[serde(default)]
+    params: std::collections::BTreeMap<String, String>,
     /// Answer 200 `{"connected": true, "connection_id"}` instead of a link when the tenant
     /// already has a usable connection for the plugin.
     #[serde(default)]
@@ -58,6 +62,7 @@ pub async fn create_link(
             redirect_url: body.redirect_url,
             scopes: body.scopes,
             connection_id: body.connection_id,
+            params: body.params,
         })
         .await?;
     Ok(HttpResponse::Created().json(LinkResponse {
@@ -86,6 +91,10 @@ pub struct ConnectionView {
     expired_at: Option<String>,
     revoked_at: Option<String>,
     last_error: Option<ErrorView>,
+    /// The connected account as the provider names it (login, workspace, shop), when known.
+    display_name: Option<String>,
+    /// The template values given when the link was created.
+    params: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -116,6 +125,8 @@ impl From<Connection> for ConnectionView {
                 message: e.message,
                 at: rfc3339(e.at),
             }),
+            display_name: c.display_name,
+            params: c.params,
         }
     }
 }
@@ -320,44 +331,6 @@ pub async fn revoke_connection(
         provider_revocation,
         provider_error,
     }))
-}
-
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct PluginView<'a> {
-    id: &'a str,
-    display_name: &'a str,
-    provider: &'a str,
-    auth: &'a str,
-    scopes: &'a [String],
-    pkce: bool,
-    token_auth_method: &'a str,
-    credentials_present: bool,
-    revocation_supported: bool,
-}
-
-#[utoipa::path(get, path = "/v1/plugins", tag = "plugins",
-    responses((status = 200, description = "`{\"data\": [PluginView]}`", body = Vec<PluginView>), (status = 401, description = "missing or wrong admin key", body = ErrorBody)))]
-pub async fn list_plugins(state: web::Data<AppState>) -> HttpResponse {
-    let plugins: Vec<PluginView<'_>> = state
-        .connections
-        .providers()
-        .iter()
-        .map(|p| PluginView {
-            id: &p.id,
-            display_name: &p.display_name,
-            provider: p.config.provider.as_deref().unwrap_or("custom"),
-            auth: if p.is_api_key() { "api_key" } else { "oauth2" },
-            scopes: &p.config.scopes,
-            pkce: p.config.pkce,
-            token_auth_method: match p.config.token_auth_method {
-                crate::config::AuthMethod::ClientSecretBasic => "client_secret_basic",
-                crate::config::AuthMethod::ClientSecretPost => "client_secret_post",
-            },
-            credentials_present: p.has_credentials(),
-            revocation_supported: p.revocation_url.is_some(),
-        })
-        .collect();
-    HttpResponse::Ok().json(serde_json::json!({ "data": plugins }))
 }
 
 pub async fn not_found() -> Result<HttpResponse, AppError> {

@@ -5,7 +5,7 @@ use actix_web::HttpResponse;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{admin, proxy, tenants};
+use super::{admin, plugins, proxy, tenants};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -18,7 +18,8 @@ use super::{admin, proxy, tenants};
         admin::delete_connection,
         admin::get_token,
         admin::revoke_connection,
-        admin::list_plugins,
+        plugins::list_plugins,
+        plugins::list_providers,
         admin::list_events,
         proxy::request,
         proxy::forward,

@@ -10,6 +10,9 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use oauth2::{AsyncHttpClient, HttpRequest, HttpResponse};
 
+use super::quirks;
+use crate::catalog::TokenResponseKind;
+
 /// Token and revocation responses are small; anything bigger is refused.
 const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
 
@@ -21,6 +24,23 @@ pub enum BackchannelError {
     TooLarge,
     #[error("the response could not be read: {0}")]
     Malformed(#[from] oauth2::http::Error),
+    #[error("HTTP {0}")]
+    Status(u16),
+    #[error("the response is not JSON")]
+    NotJson,
+}
+
+async fn read_capped(response: reqwest::Response) -> Result<Vec<u8>, BackchannelError> {
+    let mut body = Vec::new();
+    let mut stream = response.bytes_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk?;
+        if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
+            return Err(BackchannelError::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 #[derive(Clone)]
@@ -70,11 +90,31 @@ impl Backchannel {
         Ok(response.status().as_u16())
     }
 
-    pub(crate) fn recorder(&self) -> Recorder<'_> {
+    /// A client for one token request; responses are normalised per `kind` (see `quirks`).
+    pub(crate) fn recorder(&self, kind: TokenResponseKind) -> Recorder<'_> {
         Recorder {
             client: &self.client,
             status: AtomicU16::new(0),
+            kind,
         }
+    }
+
+    /// Sends `request` and reads a JSON body of at most 1 MiB. Non-2xx statuses are errors.
+    pub async fn json(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<serde_json::Value, BackchannelError> {
+        let response = request.send().await?;
+        let status = response.status().as_u16();
+        let body = read_capped(response).await?;
+        if !(200..300).contains(&status) {
+            return Err(BackchannelError::Status(status));
+        }
+        serde_json::from_slice(&body).map_err(|_| BackchannelError::NotJson)
+    }
+
+    pub(crate) fn client(&self) -> &reqwest::Client {
+        &self.client
     }
 }
 
@@ -82,6 +122,7 @@ impl Backchannel {
 pub(crate) struct Recorder<'a> {
     client: &'a reqwest::Client,
     status: AtomicU16,
+    kind: TokenResponseKind,
 }
 
 impl Recorder<'_> {
@@ -98,21 +139,31 @@ impl<'c, 'a: 'c> AsyncHttpClient<'c> for Recorder<'a> {
         Box::pin(async move {
             let request = reqwest::Request::try_from(request)?;
             let response = self.client.execute(request).await?;
-            self.status
-                .store(response.status().as_u16(), Ordering::Relaxed);
-            let mut builder = oauth2::http::Response::builder().status(response.status());
+            let content_type = response
+                .headers()
+                .get(reqwest::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_ascii_lowercase();
+            let status = response.status().as_u16();
+            let mut builder = oauth2::http::Response::builder();
             for (name, value) in response.headers() {
-                builder = builder.header(name, value);
-            }
-            let mut body = Vec::new();
-            let mut stream = response.bytes_stream();
-            while let Some(chunk) = stream.next().await {
-                let chunk = chunk?;
-                if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
-                    return Err(BackchannelError::TooLarge);
+                if name != reqwest::header::CONTENT_TYPE {
+                    builder = builder.header(name, value);
                 }
-                body.extend_from_slice(&chunk);
             }
+            let body = read_capped(response).await?;
+            let normalized = quirks::normalize(self.kind, status, &content_type, body);
+            self.status.store(normalized.status, Ordering::Relaxed);
+            let content_type = if normalized.is_json {
+                "application/json"
+            } else {
+                content_type.as_str()
+            };
+            let body = normalized.body;
+            builder = builder
+                .status(normalized.status)
+                .header(reqwest::header::CONTENT_TYPE, content_type);
             Ok(builder.body(body)?)
         })
     }

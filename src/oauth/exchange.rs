@@ -10,7 +10,8 @@ use oauth2::{
 use serde::{Deserialize, Serialize};
 
 use super::backchannel::BackchannelError;
-use super::{Backchannel, OAuthError, Provider, TokenResponse};
+use super::{Backchannel, OAuthError, Params, Provider, TokenResponse};
+use crate::catalog::TokenResponseKind;
 use crate::config::AuthMethod;
 use crate::connections::model::{now, TokenSet};
 
@@ -36,16 +37,17 @@ impl Provider {
         backchannel: &Backchannel,
         code: &str,
         pkce_verifier: Option<&str>,
+        params: &Params,
     ) -> Result<TokenSet, OAuthError> {
-        let client = self.client()?;
-        let http = backchannel.recorder();
+        let client = self.client(&self.endpoints(params)?)?;
+        let http = backchannel.recorder(self.token_response_kind());
         let mut request = client.exchange_code(AuthorizationCode::new(code.to_string()));
         if let Some(v) = pkce_verifier {
             request = request.set_pkce_verifier(PkceCodeVerifier::new(v.to_string()));
         }
         let result = request.request_async(&http).await;
         let response = result.map_err(|e| classify(e, http.status()))?;
-        Ok(token_set(&response, None, &[]))
+        Ok(token_set(&response, None))
     }
 
     /// Uses a refresh token. A response without a new refresh token keeps the old one.
@@ -53,20 +55,26 @@ impl Provider {
         &self,
         backchannel: &Backchannel,
         current: &TokenSet,
+        params: &Params,
     ) -> Result<TokenSet, OAuthError> {
-        let client = self.client()?;
+        let client = self.client(&self.endpoints(params)?)?;
         let refresh = current
             .refresh_token
             .as_ref()
             .ok_or_else(|| OAuthError::Misconfigured("no refresh token is stored".into()))?;
-        let http = backchannel.recorder();
+        let http = backchannel.recorder(self.token_response_kind());
         let token = RefreshToken::new(refresh.clone());
         let result = client
             .exchange_refresh_token(&token)
             .request_async(&http)
             .await;
         let response = result.map_err(|e| classify(e, http.status()))?;
-        Ok(token_set(&response, Some(refresh), &current.scopes))
+        let mut fresh = token_set(&response, Some(current));
+        // Fields the refresh response leaves out (Salesforce's instance_url) stay as they were.
+        for (k, v) in &current.extra {
+            fresh.extra.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+        Ok(fresh)
     }
 
     /// RFC 7009: the refresh token first (revoking it ends the grant at most providers), then the
@@ -75,10 +83,11 @@ impl Provider {
         &self,
         backchannel: &Backchannel,
         tokens: &TokenSet,
+        params: &Params,
     ) -> Result<bool, OAuthError> {
         // Sent directly: the oauth2 crate refuses plain-http revocation URLs, which config already
         // limits to loopback.
-        let Some(url) = &self.revocation_url else {
+        let Some(url) = self.endpoints(params)?.revocation else {
             return Ok(false);
         };
         let (Some(id), Some(secret)) = (&self.config.client_id, &self.config.client_secret) else {
@@ -92,9 +101,9 @@ impl Provider {
             to_revoke.push((r.as_str(), "refresh_token"));
         }
         to_revoke.push((tokens.access_token.as_str(), "access_token"));
-        for (token, hint) in to_revoke {
+        for (i, (token, hint)) in to_revoke.into_iter().enumerate() {
             let mut form = vec![("token", token), ("token_type_hint", hint)];
-            let basic = match self.config.token_auth_method {
+            let basic = match self.config.token_auth_method() {
                 AuthMethod::ClientSecretBasic => Some((id.as_str(), secret.as_str())),
                 AuthMethod::ClientSecretPost => {
                     form.push(("client_id", id));
@@ -103,12 +112,15 @@ impl Provider {
                 }
             };
             let status = backchannel
-                .post_form(url, &form, basic)
+                .post_form(&url, &form, basic)
                 .await
                 .map_err(|e| OAuthError::Transient(redact_request_error(&e)))?;
             match status {
                 200..=299 => {}
                 429 | 500..=599 => return Err(OAuthError::Transient(format!("HTTP {status}"))),
+                // Revoking the refresh token ended the grant; many providers then refuse the
+                // access token (already invalid, or a type they do not revoke).
+                _ if i > 0 => {}
                 _ => {
                     return Err(OAuthError::InvalidResponse(format!(
                         "revocation answered HTTP {status}"
@@ -120,18 +132,15 @@ impl Provider {
     }
 }
 
-fn token_set(
-    response: &TokenResponse,
-    previous_refresh: Option<&String>,
-    previous_scopes: &[String],
-) -> TokenSet {
+/// Our record of a token response; on refresh, `previous` supplies what the response omits.
+fn token_set(response: &TokenResponse, previous: Option<&TokenSet>) -> TokenSet {
     let mut extra = response.extra_fields().fields.clone();
     let id_token = extra
         .remove("id_token")
         .and_then(|v| v.as_str().map(String::from));
     let scopes = match response.scopes() {
         Some(s) => s.iter().map(|s| s.to_string()).collect(),
-        None => previous_scopes.to_vec(),
+        None => previous.map(|p| p.scopes.clone()).unwrap_or_default(),
     };
     let obtained_at = now();
     TokenSet {
@@ -140,7 +149,7 @@ fn token_set(
         refresh_token: response
             .refresh_token()
             .map(|r| r.secret().clone())
-            .or_else(|| previous_refresh.cloned()),
+            .or_else(|| previous.and_then(|p| p.refresh_token.clone())),
         expires_at: response
             .expires_in()
             .map(|d| obtained_at.saturating_add(i64::try_from(d.as_secs()).unwrap_or(i64::MAX))),
@@ -148,6 +157,12 @@ fn token_set(
         id_token,
         extra: extra.into_iter().collect(),
         obtained_at,
+    }
+}
+
+impl Provider {
+    fn token_response_kind(&self) -> TokenResponseKind {
+        self.config.token_response.unwrap_or_default()
     }
 }
 

@@ -694,6 +694,7 @@ mod tests {
             created_at: now(),
             expires_at,
             used_at: None,
+            params: Default::default(),
         }
     }
 
