@@ -5,7 +5,9 @@ use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::{middleware, web, App};
 
 use crate::error::AppError;
-use crate::http::{admin, assets, auth, limits, openapi, pages, plugins, proxy, sandbox, tenants};
+use crate::http::{
+    admin, assets, auth, limits, manual, openapi, pages, plugins, proxy, sandbox, tenants,
+};
 use crate::state::AppState;
 
 /// Security headers on every response (S7): no third-party sources, no framing, no referrer,
@@ -85,6 +87,8 @@ pub fn build_app(
             web::scope("/v1")
                 .wrap(middleware::from_fn(auth::require_admin))
                 .route("/links", web::post().to(admin::create_link))
+                .route("/links/resolve", web::post().to(manual::resolve))
+                .route("/oauth/callback", web::post().to(manual::callback))
                 .route("/plugins", web::get().to(plugins::list_plugins))
                 .route("/providers", web::get().to(plugins::list_providers))
                 .route("/events", web::get().to(admin::list_events))

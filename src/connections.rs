@@ -1,6 +1,7 @@
 //! The domain: connect links, the authorization flow around the OAuth client, and connections with
 //! their credentials. No actix and no redb here; storage is reached through [`Store`].
 
+mod callback;
 pub mod events;
 mod flow;
 mod import;
@@ -19,9 +20,8 @@ use crate::oauth::{Backchannel, Providers};
 use crate::vault::{ConnectionFilter, Store, VaultError};
 use model::{Connection, Status};
 
-pub use flow::{
-    AuthorizeStart, CallbackOutcome, CallbackParams, LinkCreated, LinkRequest, LinkView,
-};
+pub use callback::{CallbackOutcome, CallbackParams};
+pub use flow::{url_under, AuthorizeStart, LinkCreated, LinkRequest, LinkView};
 pub use import::ImportRequest;
 pub use proxy::{ProxyBody, ProxyRequest};
 pub use tenant::TenantConnection;
@@ -48,6 +48,8 @@ pub enum ConnectError {
     LinkExpired,
     #[error("this connect link has already been used")]
     LinkUsed,
+    #[error("plugin \"{0}\" has no usable redirect URI for manual connect mode: set redirect_uri on the plugin or the link")]
+    ConnectMisconfigured(String),
     /// The callback could not be matched to a live flow started in this browser. The reason is
     /// for logs only; users see one generic message.
     #[error("the sign-in attempt could not be verified ({0})")]

@@ -54,6 +54,7 @@ impl AppError {
                 C::LinkNotFound => (StatusCode::NOT_FOUND, "link_not_found"),
                 C::LinkExpired => (StatusCode::GONE, "link_expired"),
                 C::LinkUsed => (StatusCode::GONE, "link_used"),
+                C::ConnectMisconfigured(_) => (StatusCode::CONFLICT, "connect_misconfigured"),
                 C::ResolveFailed(_) => (StatusCode::BAD_REQUEST, "resolve_failed"),
                 C::OAuthCallbackFailed(_) => (StatusCode::BAD_GATEWAY, "oauth_callback_failed"),
                 C::NotConnected(_) => (StatusCode::CONFLICT, "not_connected"),

@@ -4,6 +4,7 @@ pub mod admin;
 pub mod assets;
 pub mod auth;
 pub mod limits;
+pub mod manual;
 pub mod openapi;
 pub mod pages;
 pub mod plugins;

@@ -199,7 +199,17 @@ impl Provider {
             .transpose()
     }
 
-    fn client(&self, endpoints: &Endpoints) -> Result<OAuthClient, OAuthError> {
+    /// The oauth2 client for one call; `redirect_uri` is a manual-mode callback URL (else ours).
+    fn client(
+        &self,
+        endpoints: &Endpoints,
+        redirect_uri: Option<&str>,
+    ) -> Result<OAuthClient, OAuthError> {
+        let redirect = match redirect_uri {
+            Some(u) => RedirectUrl::new(u.to_string())
+                .map_err(|_| OAuthError::Misconfigured(format!("invalid redirect_uri {u:?}")))?,
+            None => self.redirect.clone(),
+        };
         let (Some(cid), Some(secret)) = (&self.config.client_id, &self.config.client_secret) else {
             return Err(OAuthError::Misconfigured(format!(
                 "plugin {} has no client credentials",
@@ -210,7 +220,7 @@ impl Provider {
             .set_client_secret(ClientSecret::new(secret.clone()))
             .set_auth_uri(AuthUrl::from_url(endpoints.authorization.clone()))
             .set_token_uri(TokenUrl::from_url(endpoints.token.clone()))
-            .set_redirect_uri(self.redirect.clone())
+            .set_redirect_uri(redirect)
             .set_auth_type(match self.config.token_auth_method() {
                 AuthMethod::ClientSecretBasic => AuthType::BasicAuth,
                 AuthMethod::ClientSecretPost => AuthType::RequestBody,
@@ -224,8 +234,9 @@ impl Provider {
         state: &str,
         scopes: &[String],
         params: &Params,
+        redirect_uri: Option<&str>,
     ) -> Result<AuthorizeRequest, OAuthError> {
-        let client = self.client(&self.endpoints(params)?)?;
+        let client = self.client(&self.endpoints(params)?, redirect_uri)?;
         let state = state.to_string();
         let mut request = client.authorize_url(move || CsrfToken::new(state));
         if !scopes.is_empty() {

@@ -60,6 +60,10 @@ struct Inner {
 pub struct Sandbox {
     pub issuer: String,
     pub redirect_uri: String,
+    /// Manual-mode callbacks: sandbox plugins' own `redirect_uri`s, and any URL under
+    /// `[links] allowed_redirect_urls` (where a link's `redirect_uri` must be).
+    other_redirects: Vec<String>,
+    redirect_prefixes: Vec<url::Url>,
     token_ttl: i64,
     clients: HashMap<String, SandboxClient>,
     inner: Mutex<Inner>,
@@ -106,13 +110,31 @@ impl Sandbox {
                 ))
             })
             .collect();
+        let other_redirects = config
+            .plugins
+            .values()
+            .filter(|p| p.kind == ProviderKind::Sandbox)
+            .filter_map(|p| p.redirect_uri.clone())
+            .collect();
         Sandbox {
             issuer,
             redirect_uri,
+            other_redirects,
+            redirect_prefixes: config.links.allowed_redirect_urls.clone(),
             token_ttl: i64::try_from(config.sandbox.token_ttl_seconds).unwrap_or(3600),
             clients,
             inner: Mutex::new(Inner::default()),
         }
+    }
+
+    fn redirect_registered(&self, uri: &str) -> bool {
+        uri == self.redirect_uri
+            || self.other_redirects.iter().any(|r| r == uri)
+            || url::Url::parse(uri).is_ok_and(|u| {
+                self.redirect_prefixes
+                    .iter()
+                    .any(|p| crate::connections::url_under(&u, p))
+            })
     }
 
     fn inner(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -129,11 +151,12 @@ impl Sandbox {
         if !self.clients.contains_key(&client_id) {
             return Err(SandboxError::BadRequest("unknown client_id"));
         }
-        if q.redirect_uri.as_deref() != Some(self.redirect_uri.as_str()) {
-            return Err(SandboxError::BadRequest(
+        let redirect_uri = q
+            .redirect_uri
+            .filter(|r| self.redirect_registered(r))
+            .ok_or(SandboxError::BadRequest(
                 "redirect_uri is not registered for this client",
-            ));
-        }
+            ))?;
         if q.response_type.as_deref() != Some("code") {
             return Err(SandboxError::BadRequest(
                 "only response_type=code is supported",
@@ -146,7 +169,7 @@ impl Sandbox {
         }
         let request = PendingRequest {
             client_id,
-            redirect_uri: self.redirect_uri.clone(),
+            redirect_uri,
             scope: q.scope.unwrap_or_default(),
             state: q.state,
             code_challenge: q.code_challenge,

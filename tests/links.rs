@@ -255,14 +255,18 @@ fn malformed_bodies_are_refused() {
         v["message"].as_str().unwrap_or_default().contains("admin"),
         "{v}"
     );
-    assert_json_error(
+    // tenant_id is optional only for a shared connection's link.
+    let v = assert_json_error(
         post_raw(
             json!({"plugin": "sandbox"}).to_string(),
             Some("application/json"),
         ),
         StatusCode::BAD_REQUEST,
-        "invalid_json",
+        "invalid_request",
     );
+    assert!(v["message"]
+        .as_str()
+        .is_some_and(|m| m.contains("tenant_id")));
     let big = json!({"tenant_id": "x".repeat(2000), "plugin": "sandbox"}).to_string();
     assert_json_error(
         post_raw(big, Some("application/json")),

@@ -11,6 +11,8 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/links"),
     ("get", "/v1/plugins"),
     ("get", "/v1/providers"),
+    ("post", "/v1/links/resolve"),
+    ("post", "/v1/oauth/callback"),
     ("get", "/v1/events"),
     ("get", "/v1/connections"),
     ("post", "/v1/connections"),

@@ -78,6 +78,13 @@ pub struct PluginConfig {
     pub pkce: Option<bool>,
     pub authorize_params: Option<BTreeMap<String, String>>,
     pub token_response: Option<TokenResponseKind>,
+    /// Manual connect mode: the team's own callback URL, registered at the provider; the team's
+    /// route hands code and state to `POST /v1/oauth/callback`.
+    pub redirect_uri: Option<String>,
+    /// One team-wide connection (made by an admin link with `"shared": true`) serves every
+    /// tenant that has none of its own.
+    #[serde(default)]
+    pub shared: bool,
     /// Template values fixed for every connection of this plugin (e.g. an Okta `domain`).
     #[serde(default)]
     pub params: BTreeMap<String, String>,
@@ -253,6 +260,7 @@ impl PluginConfig {
         checks::credentials(self, id, env)?;
         checks::scopes_and_params(self)?;
         checks::presentation(self)?;
+        checks::redirect_uri(self)?;
         Ok(())
     }
 }

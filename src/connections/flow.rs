@@ -1,16 +1,12 @@
 //! Connect links and the authorization-code flow: link → hosted page → authorize (state, PKCE,
 //! browser-binding cookie) → callback (verify, redeem once, store, redirect).
 
-use subtle::ConstantTimeEq;
 use url::Url;
 
-use super::model::{
-    new_secret_token, now, token_hash, Connection, Flow, Link, Timestamp, TokenSet,
-};
+use super::model::{new_secret_token, now, token_hash, Connection, Flow, Link, Timestamp};
 use super::{ConnectError, Connections};
 use crate::config::valid_scope;
 use crate::oauth::{OAuthError, Params, Provider};
-use crate::vault::CredentialsUpdate;
 
 pub struct LinkRequest {
     pub tenant_id: String,
@@ -20,6 +16,10 @@ pub struct LinkRequest {
     pub connection_id: Option<String>,
     /// Template values for the provider's URLs (e.g. `{"shop": "acme"}`).
     pub params: Params,
+    /// Manual mode: the team's own callback URL (must be under `allowed_redirect_urls`).
+    pub redirect_uri: Option<String>,
+    /// The plugin's team-wide connection (`tenant_id` is then empty).
+    pub shared: bool,
 }
 
 pub struct LinkCreated {
@@ -36,6 +36,13 @@ pub struct LinkView {
     pub expires_at: Timestamp,
 }
 
+/// A manual-mode start: where the team's page sends the browser.
+pub struct ManualStart {
+    pub authorize_url: Url,
+    /// Until when the attempt (its state) can be completed.
+    pub expires_at: Timestamp,
+}
+
 pub struct AuthorizeStart {
     pub authorize_url: Url,
     pub cookie_name: String,
@@ -43,27 +50,24 @@ pub struct AuthorizeStart {
     pub cookie_max_age: i64,
 }
 
-#[derive(Default)]
-pub struct CallbackParams {
-    pub code: Option<String>,
-    pub state: Option<String>,
-    pub error: Option<String>,
-    pub error_description: Option<String>,
-    pub iss: Option<String>,
-}
-
-pub struct CallbackOutcome {
-    pub connection: Connection,
-    /// Where to send the browser; `None` shows our own result page.
-    pub redirect: Option<Url>,
-    /// The provider's error code when the user did not authorise.
-    pub error: Option<(String, Option<String>)>,
-}
-
 impl Connections {
     pub async fn create_link(&self, req: LinkRequest) -> Result<LinkCreated, ConnectError> {
-        check_tenant_id(&req.tenant_id)?;
         let provider = self.provider(&req.plugin)?;
+        if req.shared {
+            if !provider.config.shared {
+                return Err(ConnectError::InvalidRequest(format!(
+                    "plugin \"{}\" is not configured with shared = true",
+                    req.plugin
+                )));
+            }
+            if !req.tenant_id.is_empty() {
+                return Err(ConnectError::InvalidRequest(
+                    "a shared connection belongs to no tenant: omit tenant_id".into(),
+                ));
+            }
+        } else {
+            check_tenant_id(&req.tenant_id)?;
+        }
         if provider.is_api_key() {
             return Err(ConnectError::InvalidRequest(format!(
                 "plugin \"{}\" uses API keys: import them with POST /v1/connections",
@@ -77,6 +81,10 @@ impl Connections {
             Some(raw) => Some(self.check_redirect_url(raw)?.to_string()),
             None => None,
         };
+        let redirect_uri = match &req.redirect_uri {
+            Some(raw) => Some(self.check_redirect_url(raw)?.to_string()),
+            None => provider.config.redirect_uri.clone(),
+        };
         let scopes = match req.scopes {
             Some(scopes) => check_scopes(scopes)?,
             None => provider.config.scopes().to_vec(),
@@ -87,7 +95,10 @@ impl Connections {
         let connection = match &req.connection_id {
             Some(id) => {
                 let existing = self.get(id).await?;
-                if existing.plugin != req.plugin || existing.tenant_id != req.tenant_id {
+                if existing.plugin != req.plugin
+                    || existing.tenant_id != req.tenant_id
+                    || existing.shared != req.shared
+                {
                     return Err(ConnectError::InvalidRequest(
                         "connection_id belongs to another tenant or plugin".into(),
                     ));
@@ -97,6 +108,7 @@ impl Connections {
             None => {
                 let mut c = Connection::new_pending(&req.tenant_id, &req.plugin, scopes.clone());
                 c.params.clone_from(&params);
+                c.shared = req.shared;
                 c
             }
         };
@@ -111,6 +123,7 @@ impl Connections {
             expires_at: created_at + self.settings.link_ttl_seconds,
             used_at: None,
             params,
+            redirect_uri,
         };
         let hash = token_hash(&link_token);
         let stored = link.clone();
@@ -158,13 +171,50 @@ impl Connections {
         })
     }
 
-    /// Starts one authorization attempt: a fresh state, PKCE verifier and browser binding.
+    /// Starts one authorization attempt at the hosted page: a fresh state, PKCE verifier and
+    /// browser binding.
     pub async fn start_authorize(&self, link_token: &str) -> Result<AuthorizeStart, ConnectError> {
+        let browser = new_secret_token();
+        let (url, state) = self.begin_flow(link_token, &browser).await?;
+        Ok(AuthorizeStart {
+            authorize_url: url,
+            cookie_name: self.flow_cookie_name(&state),
+            cookie_value: browser,
+            cookie_max_age: self.settings.flow_ttl_seconds,
+        })
+    }
+
+    /// Manual mode: what the hosted page's Continue does, for a team's own connect page. The
+    /// link must name the team's callback (`redirect_uri`, on the link or the plugin).
+    pub async fn resolve_link(&self, link_token: &str) -> Result<ManualStart, ConnectError> {
+        let (_, link, provider) = self.live_link(link_token).await?;
+        if link.redirect_uri.is_none() {
+            return Err(ConnectError::ConnectMisconfigured(provider.id.clone()));
+        }
+        // Nothing binds a manual flow to a browser here; the hash of a throwaway value keeps
+        // the hosted callback (which checks it) from ever accepting this state.
+        let (authorize_url, _) = self.begin_flow(link_token, &new_secret_token()).await?;
+        Ok(ManualStart {
+            authorize_url,
+            expires_at: now() + self.settings.flow_ttl_seconds,
+        })
+    }
+
+    /// Stores a new flow for the link and returns the authorization URL and the state.
+    async fn begin_flow(
+        &self,
+        link_token: &str,
+        browser: &str,
+    ) -> Result<(Url, String), ConnectError> {
         let (link_hash, link, provider) = self.live_link(link_token).await?;
         let state = new_secret_token();
-        let browser = new_secret_token();
         let request = provider
-            .authorize(&state, &link.scopes, &link.params)
+            .authorize(
+                &state,
+                &link.scopes,
+                &link.params,
+                link.redirect_uri.as_deref(),
+            )
             .map_err(|e| match e {
                 OAuthError::Misconfigured(_) => {
                     ConnectError::MissingCredentials(provider.id.clone())
@@ -176,17 +226,13 @@ impl Connections {
             connection_id: link.connection_id,
             plugin: link.plugin,
             pkce_verifier: request.pkce_verifier,
-            browser_hash: token_hash(&browser),
+            browser_hash: token_hash(browser),
             expires_at: now() + self.settings.flow_ttl_seconds,
+            redirect_uri: link.redirect_uri,
         };
         let key = token_hash(&state);
         self.blocking(move |s| s.put_flow(&key, &flow)).await?;
-        Ok(AuthorizeStart {
-            authorize_url: request.url,
-            cookie_name: self.flow_cookie_name(&state),
-            cookie_value: browser,
-            cookie_max_age: self.settings.flow_ttl_seconds,
-        })
+        Ok((request.url, state))
     }
 
     /// Cookie names are per flow, so two attempts in one browser do not overwrite each other.
@@ -197,192 +243,6 @@ impl Connections {
             ""
         };
         format!("{prefix}ca_flow_{}", &token_hash(state)[..16])
-    }
-
-    /// Verifies and completes a callback. Every check that can refuse it runs before any write
-    /// and before any call to the provider.
-    pub async fn complete_callback(
-        &self,
-        params: CallbackParams,
-        cookie: impl Fn(&str) -> Option<String>,
-    ) -> Result<CallbackOutcome, ConnectError> {
-        let state = params
-            .state
-            .as_deref()
-            .filter(|s| !s.is_empty() && s.len() <= 256)
-            .ok_or(ConnectError::ResolveFailed("missing state"))?;
-        let state_hash = token_hash(state);
-        let key = state_hash.clone();
-        let flow = self
-            .blocking(move |s| s.flow(&key))
-            .await?
-            .ok_or(ConnectError::ResolveFailed("unknown or already used state"))?;
-        if flow.expires_at <= now() {
-            return Err(ConnectError::ResolveFailed("expired state"));
-        }
-        let presented = cookie(&self.flow_cookie_name(state)).ok_or(
-            ConnectError::ResolveFailed("no flow cookie in this browser"),
-        )?;
-        let same_browser: bool = token_hash(&presented)
-            .as_bytes()
-            .ct_eq(flow.browser_hash.as_bytes())
-            .into();
-        if !same_browser {
-            return Err(ConnectError::ResolveFailed("flow cookie does not match"));
-        }
-        let provider = self.provider(&flow.plugin)?;
-        if let (Some(iss), Some(expected)) = (&params.iss, &provider.issuer) {
-            if iss != expected {
-                return Err(ConnectError::ResolveFailed("issuer mismatch"));
-            }
-        }
-        // A link completes once: another attempt started from it must not redo (or undo) it.
-        let key = flow.link_hash.clone();
-        let link = self
-            .blocking(move |s| s.link(&key))
-            .await?
-            .filter(|l| l.used_at.is_none())
-            .ok_or(ConnectError::ResolveFailed("link already used"))?;
-        // Single use: whoever removes the flow owns this callback; a replay finds nothing.
-        let flow = self
-            .blocking(move |s| s.take_flow(&state_hash))
-            .await?
-            .ok_or(ConnectError::ResolveFailed("state already used"))?;
-        let link_hash = flow.link_hash.clone();
-        let mut connection = self.get(&flow.connection_id).await?;
-        let redirect_base = link.redirect_url.and_then(|u| Url::parse(&u).ok());
-        let link_params = link.params;
-
-        if let Some(error) = params.error {
-            let code = sanitize_error_code(&error);
-            let description = params.error_description.map(|d| truncate(&d, 300));
-            connection.mark_failed(
-                &code,
-                description
-                    .as_deref()
-                    .unwrap_or("the provider returned an error"),
-            );
-            self.finish(&link_hash, &connection, CredentialsUpdate::Keep)
-                .await?;
-            let redirect = redirect_base.map(|u| {
-                with_query(
-                    u,
-                    &[
-                        ("status", "error"),
-                        ("error", &code),
-                        ("connection_id", &connection.id),
-                    ],
-                )
-            });
-            return Ok(CallbackOutcome {
-                connection,
-                redirect,
-                error: Some((code, description)),
-            });
-        }
-        let Some(code) = params.code.filter(|c| !c.is_empty() && c.len() <= 4096) else {
-            connection.mark_failed(
-                "oauth_callback_failed",
-                "the provider sent no authorization code",
-            );
-            self.finish(&link_hash, &connection, CredentialsUpdate::Keep)
-                .await?;
-            return Err(ConnectError::OAuthCallbackFailed(
-                "no authorization code".into(),
-            ));
-        };
-        match provider
-            .exchange_code(
-                &self.backchannel,
-                &code,
-                flow.pkce_verifier.as_deref(),
-                &link_params,
-            )
-            .await
-        {
-            Ok(tokens) => {
-                connection.mark_connected(&tokens);
-                connection.params = link_params;
-                connection.api_base_url = provider.api_base_from(&tokens).map(String::from);
-                // Durable before anyone (the browser, the team's app) hears of it.
-                self.finish(&link_hash, &connection, CredentialsUpdate::Replace(&tokens))
-                    .await?;
-                self.record_account_name(provider, &mut connection, &tokens)
-                    .await;
-                tracing::info!(connection = %connection.id, plugin = %connection.plugin, "connection connected");
-                let redirect = redirect_base.map(|u| {
-                    with_query(
-                        u,
-                        &[("status", "connected"), ("connection_id", &connection.id)],
-                    )
-                });
-                Ok(CallbackOutcome {
-                    connection,
-                    redirect,
-                    error: None,
-                })
-            }
-            Err(e) => {
-                tracing::warn!(connection = %connection.id, plugin = %connection.plugin, error = %e, "code exchange failed");
-                connection.mark_failed("oauth_callback_failed", &e.to_string());
-                self.finish(&link_hash, &connection, CredentialsUpdate::Keep)
-                    .await?;
-                Err(ConnectError::OAuthCallbackFailed(e.to_string()))
-            }
-        }
-    }
-
-    /// Looks up the account's display name after the tokens are safe; a failure only leaves
-    /// the name unset.
-    async fn record_account_name(
-        &self,
-        provider: &Provider,
-        connection: &mut Connection,
-        tokens: &TokenSet,
-    ) {
-        let Some(name) = provider
-            .account_name(&self.backchannel, tokens, &connection.params)
-            .await
-        else {
-            return;
-        };
-        connection.display_name = Some(name);
-        let conn = connection.clone();
-        let stored = self
-            .blocking(move |s| s.put_connection(&conn, CredentialsUpdate::Keep))
-            .await;
-        if let Err(e) = stored {
-            tracing::warn!(connection = %connection.id, error = %e, "could not store the display name");
-        }
-    }
-
-    async fn finish(
-        &self,
-        link_hash: &str,
-        connection: &Connection,
-        credentials: CredentialsUpdate<'_>,
-    ) -> Result<(), ConnectError> {
-        // The closure must own its data to run on the blocking pool.
-        let owned = match credentials {
-            CredentialsUpdate::Replace(t) => Some(t.clone()),
-            _ => None,
-        };
-        let (hash, conn) = (link_hash.to_string(), connection.clone());
-        let finished = self
-            .blocking(move |s| {
-                let update = match &owned {
-                    Some(t) => CredentialsUpdate::Replace(t),
-                    None => CredentialsUpdate::Keep,
-                };
-                s.finish_link(&hash, &conn, update)
-            })
-            .await?;
-        if finished {
-            Ok(())
-        } else {
-            // Two attempts from one link raced; the other one completed it first.
-            Err(ConnectError::ResolveFailed("link already used"))
-        }
     }
 
     pub(super) fn provider(&self, plugin: &str) -> Result<&Provider, ConnectError> {
@@ -397,12 +257,11 @@ impl Connections {
         if !url.username().is_empty() || url.password().is_some() || url.fragment().is_some() {
             return Err(ConnectError::InvalidRedirectUrl);
         }
-        let allowed = self.settings.allowed_redirect_urls.iter().any(|prefix| {
-            url.scheme() == prefix.scheme()
-                && url.host() == prefix.host()
-                && url.port_or_known_default() == prefix.port_or_known_default()
-                && path_under(url.path(), prefix.path())
-        });
+        let allowed = self
+            .settings
+            .allowed_redirect_urls
+            .iter()
+            .any(|prefix| url_under(&url, prefix));
         if allowed {
             Ok(url)
         } else {
@@ -436,6 +295,14 @@ pub(super) fn check_scopes(scopes: Vec<String>) -> Result<Vec<String>, ConnectEr
     Ok(scopes)
 }
 
+/// Same scheme, host and port as `prefix`, and a path under its path.
+pub fn url_under(url: &Url, prefix: &Url) -> bool {
+    url.scheme() == prefix.scheme()
+        && url.host() == prefix.host()
+        && url.port_or_known_default() == prefix.port_or_known_default()
+        && path_under(url.path(), prefix.path())
+}
+
 fn path_under(path: &str, prefix: &str) -> bool {
     if prefix.ends_with('/') {
         path.starts_with(prefix)
@@ -443,35 +310,6 @@ fn path_under(path: &str, prefix: &str) -> bool {
         path == prefix || path.starts_with(&format!("{prefix}/"))
     }
 }
-
-fn with_query(mut url: Url, pairs: &[(&str, &str)]) -> Url {
-    {
-        let mut q = url.query_pairs_mut();
-        for (k, v) in pairs {
-            q.append_pair(k, v);
-        }
-    }
-    url
-}
-
-/// Provider error codes are echoed into a URL we build; keep them to the RFC 6749 charset.
-fn sanitize_error_code(code: &str) -> String {
-    let ok = !code.is_empty()
-        && code.len() <= 64
-        && code
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-');
-    if ok {
-        code.to_string()
-    } else {
-        "provider_error".into()
-    }
-}
-
-fn truncate(s: &str, max: usize) -> String {
-    s.chars().take(max).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -483,12 +321,5 @@ mod tests {
         assert!(!path_under("/application", "/app"));
         assert!(path_under("/app/", "/app/"));
         assert!(!path_under("/other", "/app/"));
-    }
-
-    #[test]
-    fn error_codes_are_sanitised() {
-        assert_eq!(sanitize_error_code("access_denied"), "access_denied");
-        assert_eq!(sanitize_error_code("<script>"), "provider_error");
-        assert_eq!(sanitize_error_code(""), "provider_error");
     }
 }

@@ -78,6 +78,9 @@ pub struct Connection {
     pub expired_at: Option<Timestamp>,
     pub revoked_at: Option<Timestamp>,
     pub last_error: Option<LastError>,
+    /// A team-wide connection (tenant id empty) used by tenants without their own.
+    #[serde(default)]
+    pub shared: bool,
     /// Template values of the provider's URLs for this connection (e.g. a Shopify `shop`).
     #[serde(default)]
     pub params: BTreeMap<String, String>,
@@ -107,6 +110,7 @@ impl Connection {
             expired_at: None,
             revoked_at: None,
             last_error: None,
+            shared: false,
             params: BTreeMap::new(),
             display_name: None,
             api_base_url: None,
@@ -190,6 +194,9 @@ pub struct Link {
     pub used_at: Option<Timestamp>,
     #[serde(default)]
     pub params: BTreeMap<String, String>,
+    /// Manual mode: the team's own callback URL (from the link or the plugin).
+    #[serde(default)]
+    pub redirect_uri: Option<String>,
 }
 
 /// One authorization attempt, keyed by the SHA-256 of its `state`.
@@ -202,6 +209,10 @@ pub struct Flow {
     /// SHA-256 (hex) of the browser-binding cookie value.
     pub browser_hash: String,
     pub expires_at: Timestamp,
+    /// Manual mode: the team's own callback URL, sent again with the code exchange. `None`:
+    /// our hosted `/oauth/callback`.
+    #[serde(default)]
+    pub redirect_uri: Option<String>,
 }
 
 /// Credentials as the provider issued them.

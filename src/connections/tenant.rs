@@ -33,13 +33,33 @@ impl Connections {
         Ok(all.into_iter().last())
     }
 
-    /// The usable connection, or a freshly issued link when there is none.
+    /// The plugin's team-wide connection, when it is `shared` and one is connected.
+    async fn shared_connection(&self, plugin: &str) -> Result<Option<Connection>, ConnectError> {
+        if !self.provider(plugin)?.config.shared {
+            return Ok(None);
+        }
+        let filter = ConnectionFilter {
+            tenant_id: Some(String::new()),
+            plugin: Some(plugin.to_string()),
+            status: Some(Status::Connected),
+        };
+        let all = self
+            .blocking(move |s| s.list_connections(&filter, None, usize::MAX))
+            .await?;
+        Ok(all.into_iter().rfind(|c| c.shared))
+    }
+
+    /// The tenant's own usable connection, else the plugin's shared one, else a freshly issued
+    /// link for the tenant.
     pub async fn resolve_tenant(
         &self,
         tenant_id: &str,
         plugin: &str,
     ) -> Result<TenantConnection, ConnectError> {
         if let Some(c) = self.usable_connection(tenant_id, plugin).await? {
+            return Ok(TenantConnection::Connected(c));
+        }
+        if let Some(c) = self.shared_connection(plugin).await? {
             return Ok(TenantConnection::Connected(c));
         }
         // A templated provider (a Shopify shop) reconnects to the account it had before.
@@ -63,6 +83,8 @@ impl Connections {
                 scopes: None,
                 connection_id: None,
                 params,
+                redirect_uri: None,
+                shared: false,
             })
             .await?;
         Ok(TenantConnection::NeedsConnection(link))

@@ -13,7 +13,8 @@ use crate::vault::ConnectionFilter;
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LinkBody {
-    tenant_id: String,
+    /// Required, except for a shared connection's link.
+    tenant_id: Option<String>,
     plugin: String,
     redirect_url: Option<String>,
     scopes: Option<Vec<String>>,
@@ -23,9 +24,16 @@ pub struct LinkBody {
     #[serde(default)]
     params: std::collections::BTreeMap<String, String>,
     /// Answer 200 `{"connected": true, "connection_id"}` instead of a link when the tenant
-    /// already has a usable connection for the plugin.
+    /// already has a usable connection of its own for the plugin.
     #[serde(default)]
     skip_if_connected: bool,
+    /// Manual connect mode: your own callback URL for this link (under
+    /// `[links] allowed_redirect_urls`); overrides the plugin's `redirect_uri`.
+    redirect_uri: Option<String>,
+    /// Creates (or re-authorises) the plugin's team-wide connection; needs `shared = true` on
+    /// the plugin and no `tenant_id`.
+    #[serde(default)]
+    shared: bool,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -44,10 +52,26 @@ pub async fn create_link(
     body: web::Json<LinkBody>,
 ) -> Result<HttpResponse, AppError> {
     let body = body.into_inner();
-    if body.skip_if_connected && body.connection_id.is_none() {
+    let tenant_id = match (body.tenant_id, body.shared) {
+        (Some(t), false) => t,
+        (None, true) => String::new(),
+        (None, false) => {
+            return Err(AppError::bad_request(
+                "invalid_request",
+                "tenant_id is required",
+            ))
+        }
+        (Some(_), true) => {
+            return Err(AppError::bad_request(
+                "invalid_request",
+                "a shared connection belongs to no tenant: omit tenant_id",
+            ))
+        }
+    };
+    if body.skip_if_connected && body.connection_id.is_none() && !body.shared {
         if let Some(c) = state
             .connections
-            .usable_connection(&body.tenant_id, &body.plugin)
+            .usable_connection(&tenant_id, &body.plugin)
             .await?
         {
             return Ok(HttpResponse::Ok()
@@ -57,12 +81,14 @@ pub async fn create_link(
     let created = state
         .connections
         .create_link(LinkRequest {
-            tenant_id: body.tenant_id,
+            tenant_id,
             plugin: body.plugin,
             redirect_url: body.redirect_url,
             scopes: body.scopes,
             connection_id: body.connection_id,
             params: body.params,
+            redirect_uri: body.redirect_uri,
+            shared: body.shared,
         })
         .await?;
     Ok(HttpResponse::Created().json(LinkResponse {
@@ -77,7 +103,10 @@ pub async fn create_link(
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct ConnectionView {
     id: String,
-    tenant_id: String,
+    /// `null` for a shared connection.
+    tenant_id: Option<String>,
+    /// The plugin's team-wide connection, used by tenants without their own.
+    shared: bool,
     plugin: String,
     status: Status,
     scopes: Vec<String>,
@@ -108,7 +137,8 @@ impl From<Connection> for ConnectionView {
     fn from(c: Connection) -> Self {
         ConnectionView {
             id: c.id,
-            tenant_id: c.tenant_id,
+            tenant_id: (!c.shared).then_some(c.tenant_id),
+            shared: c.shared,
             plugin: c.plugin,
             status: c.status,
             scopes: c.scopes,

@@ -5,13 +5,15 @@ use actix_web::HttpResponse;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{admin, plugins, proxy, tenants};
+use super::{admin, manual, plugins, proxy, tenants};
 
 #[derive(OpenApi)]
 #[openapi(
     info(title = "connect-appliance admin API"),
     paths(
         admin::create_link,
+        manual::resolve,
+        manual::callback,
         admin::import_connection,
         admin::list_connections,
         admin::get_connection,

@@ -38,8 +38,9 @@ impl Provider {
         code: &str,
         pkce_verifier: Option<&str>,
         params: &Params,
+        redirect_uri: Option<&str>,
     ) -> Result<TokenSet, OAuthError> {
-        let client = self.client(&self.endpoints(params)?)?;
+        let client = self.client(&self.endpoints(params)?, redirect_uri)?;
         let http = backchannel.recorder(self.token_response_kind());
         let mut request = client.exchange_code(AuthorizationCode::new(code.to_string()));
         if let Some(v) = pkce_verifier {
@@ -57,7 +58,7 @@ impl Provider {
         current: &TokenSet,
         params: &Params,
     ) -> Result<TokenSet, OAuthError> {
-        let client = self.client(&self.endpoints(params)?)?;
+        let client = self.client(&self.endpoints(params)?, None)?;
         let refresh = current
             .refresh_token
             .as_ref()

@@ -695,6 +695,7 @@ mod tests {
             expires_at,
             used_at: None,
             params: Default::default(),
+            redirect_uri: None,
         }
     }
 
@@ -754,6 +755,7 @@ mod tests {
             pkce_verifier: Some("v".into()),
             browser_hash: "b".into(),
             expires_at,
+            redirect_uri: None,
         };
         store.put_flow("s1", &flow(now() + 60)).unwrap();
         store.put_flow("s2", &flow(now() - 10)).unwrap();

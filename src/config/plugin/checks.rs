@@ -188,6 +188,23 @@ pub(super) fn presentation(p: &PluginConfig) -> Checked {
     Ok(())
 }
 
+pub(super) fn redirect_uri(p: &PluginConfig) -> Checked {
+    let Some(raw) = &p.redirect_uri else {
+        return Ok(());
+    };
+    let url = url::Url::parse(raw).map_err(|e| {
+        (
+            "redirect_uri",
+            format!("expected the absolute URL of your callback route, got {raw:?} ({e})"),
+        )
+    })?;
+    check_http_url(&url, true).map_err(|m| ("redirect_uri", m))?;
+    if url.fragment().is_some() {
+        return Err(("redirect_uri", "a redirect URI has no #fragment".into()));
+    }
+    Ok(())
+}
+
 pub(super) fn api_key(p: &PluginConfig) -> Checked {
     if p.provider.is_some() || p.authorization_url.is_some() || p.token_url.is_some() {
         return Err((
