@@ -606,17 +606,48 @@ impl Store for RedbStore {
         Ok(out)
     }
 
+    fn append_event(
+        &self,
+        connection_id: &str,
+        kind: &'static str,
+        error_code: Option<String>,
+    ) -> Result<bool, VaultError> {
+        let txn = begin_write(&self.db)?;
+        let connection: Option<Connection> = {
+            let table = txn.open_table(CONNECTIONS).map_err(VaultError::storage)?;
+            let guard = table.get(connection_id).map_err(VaultError::storage)?;
+            match guard {
+                Some(g) => Some(self.open_value(CONNECTIONS.name(), connection_id, g.value())?),
+                None => None,
+            }
+        };
+        let Some(mut connection) = connection else {
+            txn.abort().map_err(VaultError::storage)?;
+            return Ok(false);
+        };
+        connection.updated_at = crate::connections::model::now(); // the event's time only
+        self.append_events(&txn, &connection, &[(kind, error_code)])?;
+        txn.commit().map_err(VaultError::storage)?;
+        Ok(true)
+    }
+
     fn sweep_events(&self, before: i64) -> Result<usize, VaultError> {
         let txn = begin_write(&self.db)?;
         let mut doomed = Vec::new();
         {
             let mut table = txn.open_table(EVENTS).map_err(VaultError::storage)?;
+            // The newest event always stays, so ids never restart (webhook cursors and delivery
+            // ids rely on that).
+            let newest = table
+                .last()
+                .map_err(VaultError::storage)?
+                .map(|(k, _)| k.value());
             // Ids grow with time: stop at the first event young enough to keep.
             for entry in table.iter().map_err(VaultError::storage)? {
                 let (k, v) = entry.map_err(VaultError::storage)?;
                 let event: Event =
                     self.open_value(EVENTS.name(), &k.value().to_string(), v.value())?;
-                if event.at >= before {
+                if event.at >= before || Some(k.value()) == newest {
                     break;
                 }
                 doomed.push(k.value());
@@ -762,6 +793,28 @@ mod tests {
         assert!(store.flow("s2").unwrap().is_none());
         assert!(store.link("old").unwrap().is_none());
         assert!(store.link("live").unwrap().is_some());
+    }
+
+    #[test]
+    fn sweeping_events_keeps_the_newest_so_ids_never_restart() {
+        let (_dir, store) = open();
+        let c = Connection::new_pending("t", "p", vec![]);
+        store.create_link("a", &link(&c, now() + 60), &c).unwrap();
+        store.create_link("b", &link(&c, now() + 60), &c).unwrap();
+        assert_eq!(store.sweep_events(now() + 10).unwrap(), 1);
+        assert!(store
+            .append_event(&c.id, "connection.refresh_failed", None)
+            .unwrap());
+        let ids: Vec<u64> = store
+            .events(0, 10, &|_| true)
+            .unwrap()
+            .iter()
+            .map(|e| e.id)
+            .collect();
+        assert_eq!(ids, [2, 3]);
+        assert!(!store
+            .append_event("conn_gone", "connection.refresh_failed", None)
+            .unwrap());
     }
 
     #[test]

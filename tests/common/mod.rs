@@ -3,6 +3,8 @@
 //! A `Server` kills its process when dropped.
 #![allow(dead_code)]
 
+pub mod upstream;
+
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
