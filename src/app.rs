@@ -5,7 +5,7 @@ use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::{middleware, web, App};
 
 use crate::error::AppError;
-use crate::http::{admin, assets, auth, limits, openapi, pages, proxy, sandbox, tenants};
+use crate::http::{admin, assets, auth, limits, openapi, pages, proxy, sandbox, tenants, webhooks};
 use crate::state::AppState;
 
 /// Security headers on every response (S7): no third-party sources, no framing, no referrer,
@@ -115,6 +115,14 @@ pub fn build_app(
                 .route(
                     "/tenants/{tenant_id}/plugins/{plugin}/proxy/{path:.*}",
                     web::route().to(tenants::proxy),
+                )
+                .route(
+                    "/webhooks/deliveries",
+                    web::get().to(webhooks::list_deliveries),
+                )
+                .route(
+                    "/webhooks/deliveries/{id}/replay",
+                    web::post().to(webhooks::replay_delivery),
                 )
                 .default_service(web::to(admin::not_found)),
         )

@@ -12,3 +12,4 @@ pub mod sandbox;
 pub mod server;
 pub mod state;
 pub mod vault;
+pub mod webhooks;

@@ -5,7 +5,7 @@ use actix_web::HttpResponse;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{admin, proxy, tenants};
+use super::{admin, proxy, tenants, webhooks};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -25,6 +25,8 @@ use super::{admin, proxy, tenants};
         tenants::connection,
         tenants::token,
         tenants::proxy,
+        webhooks::list_deliveries,
+        webhooks::replay_delivery,
     ),
     modifiers(&AdminKey),
     security(("admin_key" = [])),

@@ -3,6 +3,7 @@
 //! the clear.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use redb::{
     Database, ReadableDatabase, ReadableTable, TableDefinition, TableHandle, WriteTransaction,
@@ -13,6 +14,8 @@ use super::store::{ConnectionFilter, CredentialsUpdate, Store};
 use super::{generate_identity_file, load_identity, Keyring, VaultError};
 use crate::connections::events::{transition_events, Event, Pending};
 use crate::connections::model::{new_id, Connection, Flow, Link, TokenSet};
+
+mod outbox;
 
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const CONNECTIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("connections");
@@ -40,6 +43,7 @@ const META_KEYRING: &str = "keyring";
 pub struct RedbStore {
     db: Database,
     keyring: Keyring,
+    events_written: Arc<tokio::sync::Notify>,
 }
 
 /// How the store was opened, for the start-up log.
@@ -103,7 +107,12 @@ impl RedbStore {
             }
             txn.open_table(EVENTS).map_err(VaultError::storage)?;
             txn.commit().map_err(VaultError::storage)?;
-            return Ok((RedbStore { db, keyring }, Opened::Existing));
+            let store = RedbStore {
+                db,
+                keyring,
+                events_written: Arc::default(),
+            };
+            return Ok((store, Opened::Existing));
         }
         // A new database: create the keyring and every table in one transaction.
         let db_id = new_id("db");
@@ -123,7 +132,11 @@ impl RedbStore {
         }
         txn.commit().map_err(VaultError::storage)?;
         Ok((
-            RedbStore { db, keyring },
+            RedbStore {
+                db,
+                keyring,
+                events_written: Arc::default(),
+            },
             Opened::Created {
                 identity_generated: !identity_exists,
             },
@@ -312,6 +325,9 @@ impl RedbStore {
                 .insert(next, sealed.as_slice())
                 .map_err(VaultError::storage)?;
         }
+        // Before the commit is fine: the dispatcher reads in a write transaction, which waits
+        // for this one to finish.
+        self.events_written.notify_one();
         Ok(())
     }
 
