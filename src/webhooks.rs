@@ -108,8 +108,8 @@ impl Webhooks {
     }
 
     /// Prepares the outbox (before the server takes requests, so no event is missed) and
-    /// starts the dispatcher, one lane per webhook and the sweeper. Without webhooks nothing
-    /// runs.
+    /// starts the sweeper and, when webhooks are configured, the dispatcher and one lane per
+    /// webhook.
     pub async fn start(mut self, retention_seconds: i64) -> Result<Arc<Self>, WebhookError> {
         let ids: Vec<String> = self.configs.iter().map(|c| c.id.clone()).collect();
         let starts: BTreeMap<String, u64> = self.blocking(move |s| s.open_outbox(&ids)).await?;
@@ -131,6 +131,8 @@ impl Webhooks {
             }));
         }
         let this = Arc::new(self);
+        // Also without webhooks: rows of removed ones still age out.
+        tokio::spawn(Arc::clone(&this).run_sweeper(retention_seconds));
         if this.hooks.is_empty() {
             return Ok(this);
         }
@@ -138,7 +140,6 @@ impl Webhooks {
         for hook in &this.hooks {
             tokio::spawn(Arc::clone(&this).run_lane(Arc::clone(hook)));
         }
-        tokio::spawn(Arc::clone(&this).run_sweeper(retention_seconds));
         tracing::info!(webhooks = this.hooks.len(), "webhook delivery started");
         Ok(this)
     }

@@ -292,3 +292,93 @@ impl WebhookStore for RedbStore {
         Ok(doomed.len())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::connections::model::{now, Connection, Link};
+    use crate::vault::Store;
+    use crate::webhooks::model::{DeliveryStatus, Outcome, RetryPolicy};
+
+    fn open() -> (tempfile::TempDir, RedbStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) =
+            RedbStore::open(&dir.path().join("db.redb"), &dir.path().join("id.txt")).unwrap();
+        (dir, store)
+    }
+
+    /// Appends one `link.created` event.
+    fn event(store: &RedbStore) {
+        let c = Connection::new_pending("t", "p", vec![]);
+        let link = Link {
+            connection_id: c.id.clone(),
+            plugin: "p".into(),
+            redirect_url: None,
+            scopes: vec![],
+            created_at: now(),
+            expires_at: now() + 60,
+            used_at: None,
+        };
+        store.create_link(&c.id, &link, &c).unwrap();
+    }
+
+    #[test]
+    fn webhooks_get_only_new_events_and_deliveries_move_through_their_schedule() {
+        let (_dir, store) = open();
+        event(&store);
+        event(&store);
+        let hooks = ["a".to_string(), "a-b".to_string()];
+        let starts = store.open_outbox(&hooks).unwrap();
+        assert_eq!(
+            starts["a"], 3,
+            "history before the webhook is not delivered"
+        );
+        event(&store);
+        let route = |e: &Event| {
+            hooks
+                .iter()
+                .filter(|h| e.id >= starts[*h])
+                .cloned()
+                .collect()
+        };
+        let done = store.enqueue_deliveries(10, &route, 5_000).unwrap();
+        assert_eq!((done.events, done.webhooks.len()), (1, 2));
+        assert_eq!(
+            store.enqueue_deliveries(10, &route, 5_000).unwrap().events,
+            0
+        );
+
+        // Each webhook's schedule is its own range ("a" is a prefix of "a-b").
+        let due = store.scheduled_deliveries("a", 10).unwrap();
+        assert_eq!(due.len(), 1);
+        let mut d = due[0].clone();
+        assert_eq!((d.id.as_str(), d.event_id), ("msg_0000000000000003_a", 3));
+        let policy = RetryPolicy {
+            first_retry_ms: 1_000,
+            max_retry_ms: 60_000,
+        };
+        d.record(&Outcome::Unreachable("timeout"), 6_000, policy, 0.5);
+        store.save_delivery(&d).unwrap();
+        let due = store.scheduled_deliveries("a", 10).unwrap();
+        assert_eq!(due[0].next_attempt_ms, Some(7_000));
+        d.record(&Outcome::Delivered(200), 7_000, policy, 0.5);
+        store.save_delivery(&d).unwrap();
+        assert!(store.scheduled_deliveries("a", 10).unwrap().is_empty());
+        assert_eq!(store.scheduled_deliveries("a-b", 10).unwrap().len(), 1);
+        let stored = store.delivery(&d.id).unwrap().unwrap();
+        assert_eq!(
+            (stored.status, stored.attempts),
+            (DeliveryStatus::Delivered, 2)
+        );
+        let delivered = store
+            .list_deliveries(None, 10, &|d| d.status == DeliveryStatus::Delivered)
+            .unwrap();
+        assert_eq!(delivered.len(), 1);
+
+        // A removed webhook is forgotten: configured again, it starts afresh.
+        store.open_outbox(&["a-b".to_string()]).unwrap();
+        assert_eq!(store.open_outbox(&hooks).unwrap()["a"], 4);
+        assert_eq!(store.sweep_deliveries(now() + 10).unwrap(), 2);
+        assert!(store.scheduled_deliveries("a-b", 10).unwrap().is_empty());
+    }
+}
