@@ -6,7 +6,7 @@ use actix_web::{middleware, web, App};
 
 use crate::error::AppError;
 use crate::http::{
-    admin, assets, auth, limits, manual, openapi, pages, plugins, proxy, sandbox, tenants,
+    admin, assets, auth, limits, manual, openapi, pages, plugins, proxy, sandbox, tenants, webhooks,
 };
 use crate::state::AppState;
 
@@ -120,6 +120,14 @@ pub fn build_app(
                 .route(
                     "/tenants/{tenant_id}/plugins/{plugin}/proxy/{path:.*}",
                     web::route().to(tenants::proxy),
+                )
+                .route(
+                    "/webhooks/deliveries",
+                    web::get().to(webhooks::list_deliveries),
+                )
+                .route(
+                    "/webhooks/deliveries/{id}/replay",
+                    web::post().to(webhooks::replay_delivery),
                 )
                 .default_service(web::to(admin::not_found)),
         )

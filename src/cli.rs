@@ -127,6 +127,20 @@ fn check(path: &Path) -> ExitCode {
             plugin.display_name_or(id)
         );
     }
+    for hook in &config.webhooks {
+        // The origin only: a receiver's URL may carry its own token.
+        let events = hook.events.as_ref().map_or("*".into(), |e| e.join(", "));
+        let credentials = if hook.deliver_credentials {
+            ", with credentials"
+        } else {
+            ""
+        };
+        println!(
+            "webhook {}: {} — events {events}{credentials}",
+            hook.id,
+            hook.url.origin().ascii_serialization()
+        );
+    }
     if ok {
         ExitCode::SUCCESS
     } else {

@@ -2,6 +2,7 @@
 //! the file, the key and what is expected.
 
 mod plugin;
+mod webhooks;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -12,6 +13,7 @@ use sha2::{Digest, Sha256};
 use url::Url;
 
 pub use plugin::{secret_env_name, valid_scope, AuthKind, AuthMethod, PluginConfig, ProviderKind};
+pub use webhooks::{webhook_secret_env_name, WebhookConfig};
 
 /// Environment variable that replaces `[admin] api_keys` (comma-separated).
 pub const ENV_ADMIN_KEYS: &str = "CONNECT_APPLIANCE_ADMIN_API_KEYS";
@@ -48,6 +50,7 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub events: EventsConfig,
     pub plugins: BTreeMap<String, PluginConfig>,
+    pub webhooks: Vec<WebhookConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -257,6 +260,8 @@ struct RawConfig {
     events: EventsConfig,
     #[serde(default)]
     plugins: BTreeMap<String, PluginConfig>,
+    #[serde(default)]
+    webhooks: Vec<WebhookConfig>,
 }
 
 fn default_listen() -> SocketAddr {
@@ -352,6 +357,7 @@ impl Config {
             limits: raw.limits,
             events: raw.events,
             plugins: raw.plugins,
+            webhooks: raw.webhooks,
         };
         config.storage.path = base_dir.join(&config.storage.path);
         config.vault.identity_file = base_dir.join(&config.vault.identity_file);
@@ -361,6 +367,9 @@ impl Config {
                 .resolve(id, config.sandbox.enabled, env)
                 .map_err(|(key, msg)| invalid(&format!("plugins.{id}.{key}"), msg))?;
         }
+        let retention = u64::from(config.events.retention_days) * 86_400;
+        webhooks::resolve_all(&mut config.webhooks, retention, env)
+            .map_err(|(key, msg)| invalid(&key, msg))?;
         Ok(config)
     }
 

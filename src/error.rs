@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use crate::connections::ConnectError;
 use crate::vault::VaultError;
+use crate::webhooks::WebhookError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -24,6 +25,8 @@ pub enum AppError {
     RateLimited,
     #[error("the page could not be rendered")]
     Template(#[from] askama::Error),
+    #[error(transparent)]
+    Webhook(#[from] WebhookError),
 }
 
 impl AppError {
@@ -44,6 +47,18 @@ impl AppError {
             AppError::RouteNotFound => (StatusCode::NOT_FOUND, "not_found"),
             AppError::RateLimited => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             AppError::Template(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
+            AppError::Webhook(e) => match e {
+                WebhookError::NotFound => (StatusCode::NOT_FOUND, "not_found"),
+                WebhookError::AlreadyQueued => (StatusCode::CONFLICT, "delivery_pending"),
+                WebhookError::NotConfigured(_) => (StatusCode::CONFLICT, "webhook_not_configured"),
+                WebhookError::InvalidRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
+                WebhookError::Vault(VaultError::Storage(_)) => {
+                    (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable")
+                }
+                WebhookError::Vault(_) | WebhookError::Internal(_) => {
+                    (StatusCode::INTERNAL_SERVER_ERROR, "internal_error")
+                }
+            },
             AppError::Connect(e) => match e {
                 C::UnknownPlugin(_) => (StatusCode::NOT_FOUND, "unknown_plugin"),
                 C::MissingCredentials(_) => (StatusCode::BAD_REQUEST, "missing_credentials"),

@@ -11,6 +11,7 @@ pub mod plugins;
 pub mod proxy;
 pub mod sandbox;
 pub mod tenants;
+pub mod webhooks;
 
 /// RFC 3339 in UTC, the form every timestamp takes on the wire.
 pub fn rfc3339(ts: i64) -> String {

@@ -13,3 +13,4 @@ pub mod sandbox;
 pub mod server;
 pub mod state;
 pub mod vault;
+pub mod webhooks;

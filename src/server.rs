@@ -17,6 +17,7 @@ use crate::oauth::{join, Backchannel, OAuthError, Providers};
 use crate::sandbox::Sandbox;
 use crate::state::AppState;
 use crate::vault::{RedbStore, VaultError};
+use crate::webhooks::{WebhookError, Webhooks};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -31,6 +32,8 @@ pub enum StartError {
     },
     #[error(transparent)]
     OAuth(#[from] OAuthError),
+    #[error("cannot start webhook delivery: {0}")]
+    Webhooks(#[from] WebhookError),
     #[error("cannot build the HTTP client: {0}")]
     Client(#[from] reqwest::Error),
     #[error("server error: {0}")]
@@ -116,8 +119,12 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         flow_ttl_seconds: 600,
         min_validity_seconds: i64::try_from(config.refresh.min_validity_seconds).unwrap_or(300),
     };
+    let store = Arc::new(store);
+    let webhooks = Webhooks::new(store.clone(), &config.webhooks, store.events_written())?
+        .start(i64::from(config.events.retention_days) * 86_400)
+        .await?;
     let connections = Connections::new(
-        Arc::new(store),
+        store,
         providers,
         Backchannel::new(Duration::from_secs(config.server.outbound_timeout_seconds))?,
         settings,
@@ -128,6 +135,7 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         sandbox,
         limits: Arc::new(crate::http::limits::Limits::new(&config.limits)),
         max_body_bytes: config.server.max_body_bytes,
+        webhooks,
     };
     let sweeper = Arc::clone(&state.connections);
     let sweeper_limits = Arc::clone(&state.limits);

@@ -7,6 +7,7 @@ use subtle::ConstantTimeEq;
 use crate::connections::Connections;
 use crate::http::limits::Limits;
 use crate::sandbox::Sandbox;
+use crate::webhooks::Webhooks;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -16,6 +17,7 @@ pub struct AppState {
     pub sandbox: Option<Arc<Sandbox>>,
     pub limits: Arc<Limits>,
     pub max_body_bytes: usize,
+    pub webhooks: Arc<Webhooks>,
 }
 
 impl AppState {

@@ -3,11 +3,13 @@
 
 mod crypto;
 mod identity;
+mod outbox;
 mod redb_store;
 mod store;
 
 pub use crypto::{random_bytes, Keyring};
 pub use identity::{generate_identity_file, load_identity};
+pub use outbox::{Enqueued, WebhookStore};
 pub use redb_store::{Opened, RedbStore};
 pub use store::{ConnectionFilter, CredentialsUpdate, Store};
 

@@ -2,9 +2,12 @@
 
 mod common;
 
+use std::time::Duration;
+
+use common::receiver::{Reply, Upstream};
 use common::*;
 use reqwest::StatusCode;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 fn kinds(v: &Value) -> Vec<String> {
     v["data"]
@@ -87,4 +90,78 @@ fn every_state_change_is_an_ordered_durable_event() {
     );
     let server = Server::start_in(dir, config);
     assert_eq!(kinds(&server.admin().get_json("/v1/events")).len(), 7);
+}
+
+/// A custom OAuth plugin whose token endpoint is `upstream`, with one imported connection.
+fn flaky_connection(upstream: &Upstream) -> (Server, String) {
+    let server = Server::start_with(TestConfig {
+        extra: format!(
+            "[plugins.flaky]\nauthorization_url = {}\ntoken_url = {}\nclient_id = \"flaky\"\nclient_secret = \"flaky-secret\"\n",
+            toml_str(&upstream.url("/authorize")),
+            toml_str(&upstream.url("/token")),
+        ),
+        ..TestConfig::default()
+    });
+    let r = server.admin().post_json(
+        "/v1/connections",
+        &json!({"tenant_id": "tenant-flaky", "plugin": "flaky",
+            "credentials": {"access_token": "at-1", "refresh_token": "rt-1", "expires_in": 3600}}),
+    );
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let id = r.json::<Value>().expect("JSON")["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    (server, id)
+}
+
+#[test]
+fn a_transient_refresh_failure_is_one_event_per_attempt_and_the_connection_stays_connected() {
+    let upstream = Upstream::start();
+    upstream.by_default(Reply {
+        delay: Duration::from_millis(800),
+        ..Reply::status(503)
+    });
+    let (server, id) = flaky_connection(&upstream);
+    let force = format!("/v1/connections/{id}/token?force_refresh=true");
+
+    // Five callers at once: one refresh reaches the provider, all five get its failure.
+    let callers: Vec<_> = (0..5)
+        .map(|_| {
+            let admin = server.admin();
+            let force = force.clone();
+            std::thread::spawn(move || admin.get(&force).status())
+        })
+        .collect();
+    for caller in callers {
+        assert_eq!(
+            caller.join().expect("caller"),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+    }
+    assert_eq!(
+        upstream.seen().len(),
+        1,
+        "one refresh for concurrent callers"
+    );
+
+    // A later caller tries again (while the connection backs off): no second event.
+    assert_json_error(
+        server.admin().get(&force),
+        StatusCode::SERVICE_UNAVAILABLE,
+        "refresh_failed",
+    );
+    assert_eq!(upstream.seen().len(), 2);
+
+    let admin = server.admin();
+    let events = admin.get_json("/v1/events?type=connection.refresh_failed");
+    let data = events["data"].as_array().expect("data");
+    assert_eq!(data.len(), 1, "{events}");
+    assert_eq!(data[0]["connection_id"], id.as_str());
+    assert_eq!(data[0]["tenant_id"], "tenant-flaky");
+    assert_eq!(data[0]["error_code"], "provider_unavailable");
+    let conn = admin.connection(&id);
+    assert_eq!(conn["status"], "connected");
+    assert_eq!(conn["last_error"], Value::Null);
+    assert_eq!(admin.token(&id), "at-1", "the old token is still served");
 }

@@ -14,6 +14,8 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/links/resolve"),
     ("post", "/v1/oauth/callback"),
     ("get", "/v1/events"),
+    ("get", "/v1/webhooks/deliveries"),
+    ("post", "/v1/webhooks/deliveries/{id}/replay"),
     ("get", "/v1/connections"),
     ("post", "/v1/connections"),
     ("get", "/v1/connections/{id}"),

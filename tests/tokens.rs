@@ -199,13 +199,14 @@ fn pending_and_failed_connections_have_no_token() {
 #[test]
 fn concurrent_callers_needing_a_refresh_share_one_provider_call() {
     let server = Server::start_with(TestConfig {
-        token_ttl_seconds: 2,
+        token_ttl_seconds: 6,
         ..TestConfig::default()
     });
     let id = connect(&server, "t-single-flight");
     assert_eq!(server.token_requests(), 1);
-    // Past half its 2 s lifetime, every fetch needs a refresh.
-    std::thread::sleep(Duration::from_millis(1300));
+    // Past half its 6 s lifetime, every fetch needs a refresh; the refreshed token stays good
+    // for 3 s, ample for 16 callers even on a loaded machine.
+    std::thread::sleep(Duration::from_millis(3100));
     let tokens: Vec<String> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..16)
             .map(|_| scope.spawn(|| server.admin().token(&id)))

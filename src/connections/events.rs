@@ -26,13 +26,14 @@ pub const TYPES: &[&str] = &[
     "connection.connected",
     "connection.failed",
     "connection.refreshed",
+    "connection.refresh_failed",
     "connection.expired",
     "connection.revoked",
     "connection.deleted",
 ];
 
 /// What changed between two versions of a connection. Transient refresh failures change nothing
-/// stored, so they are not events here.
+/// stored, so they are not events here: `connection.refresh_failed` is appended on its own.
 pub fn transition_events(prev: Option<&Connection>, next: &Connection) -> Vec<Pending> {
     let mut out = Vec::new();
     let prev_status = prev.map(|p| p.status);

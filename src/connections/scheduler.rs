@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use futures_util::StreamExt;
 
@@ -14,9 +15,18 @@ use crate::vault::random_bytes;
 /// per-plugin limits.
 #[derive(Default)]
 pub struct SchedulerState {
-    next: Mutex<HashMap<String, (u32, Timestamp)>>,
+    next: Mutex<HashMap<String, Backoff>>,
     /// One semaphore per plugin for background refreshes.
     plugins: Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>,
+}
+
+/// A connection backing off after transient refresh failures.
+struct Backoff {
+    attempts: u32,
+    next_at: Timestamp,
+    /// When the last refresh failed, and why: shared with callers that waited for it.
+    failed_at: Instant,
+    error: String,
 }
 
 impl SchedulerState {
@@ -32,22 +42,47 @@ impl SchedulerState {
     }
 
     fn ready(&self, id: &str, t: Timestamp) -> bool {
-        self.lock().get(id).is_none_or(|(_, at)| *at <= t)
+        self.lock().get(id).is_none_or(|b| b.next_at <= t)
     }
 
-    fn failed(&self, id: &str, t: Timestamp) {
+    /// Records a transient refresh failure. Returns `true` when it starts a new backoff attempt
+    /// (the connection was not backing off), so callers retrying in between do not each write
+    /// an event.
+    pub(super) fn failed(&self, id: &str, t: Timestamp, error: String) -> bool {
         let mut map = self.lock();
-        let attempts = map.get(id).map_or(0, |(n, _)| *n) + 1;
+        let failed_at = Instant::now();
+        if let Some(b) = map.get_mut(id).filter(|b| b.next_at > t) {
+            b.failed_at = failed_at;
+            b.error = error;
+            return false;
+        }
+        let attempts = map.get(id).map_or(0, |b| b.attempts) + 1;
         let base = 30i64.saturating_mul(1 << attempts.min(7)).min(3600);
         let jitter = i64::from(random_bytes::<1>()[0]) * base / 512;
-        map.insert(id.to_string(), (attempts, t + base + jitter));
+        let next_at = t + base + jitter;
+        let backoff = Backoff {
+            attempts,
+            next_at,
+            failed_at,
+            error,
+        };
+        map.insert(id.to_string(), backoff);
+        true
     }
 
-    fn succeeded(&self, id: &str) {
+    /// The error of a refresh that failed after `since` (while a caller waited for the lock).
+    pub(super) fn failed_since(&self, id: &str, since: Instant) -> Option<String> {
+        self.lock()
+            .get(id)
+            .filter(|b| b.failed_at > since)
+            .map(|b| b.error.clone())
+    }
+
+    pub(super) fn succeeded(&self, id: &str) {
         self.lock().remove(id);
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (u32, Timestamp)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Backoff>> {
         self.next
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -85,7 +120,8 @@ impl Connections {
                 };
                 match self.fresh_token(&id, false, lead_seconds).await {
                     Ok(_) => self.scheduler.succeeded(&id),
-                    Err(ConnectError::RefreshFailed(_)) => self.scheduler.failed(&id, now()),
+                    // The backoff was recorded where the refresh failed.
+                    Err(ConnectError::RefreshFailed(_)) => {}
                     // Expired (already logged), revoked or deleted meanwhile: nothing to retry.
                     Err(e) => {
                         self.scheduler.succeeded(&id);

@@ -68,8 +68,14 @@ impl Connections {
             };
         }
         let seen = tokens.obtained_at;
+        let waiting_since = std::time::Instant::now();
         let lock = self.lock_for(id);
         let _guard = lock.lock().await;
+        // A refresh that failed while we waited is our answer too: a failing provider is not
+        // asked again by every queued caller.
+        if let Some(error) = self.scheduler.failed_since(id, waiting_since) {
+            return Err(ConnectError::RefreshFailed(error));
+        }
         // Whoever held the lock before us may have refreshed already: use their result.
         let (connection, tokens) = self.connected(id).await?;
         if tokens.obtained_at != seen && !needs_refresh(&tokens, margin) {
@@ -103,6 +109,7 @@ impl Connections {
                     s.put_connection(&conn, CredentialsUpdate::Replace(&stored))
                 })
                 .await?;
+                self.scheduler.succeeded(&connection.id);
                 tracing::info!(connection = %connection.id, plugin = %connection.plugin, "token refreshed");
                 Ok(AccessTokenView::from(&new_tokens))
             }
@@ -116,8 +123,24 @@ impl Connections {
             Err(e) => {
                 // Transient (or a provider misbehaving): the connection stays connected.
                 tracing::warn!(connection = %connection.id, plugin = %connection.plugin, error = %e, "refresh failed");
+                if self.scheduler.failed(&connection.id, now(), e.to_string()) {
+                    self.record_refresh_failure(&connection.id, failure_code(&e))
+                        .await;
+                }
                 Err(ConnectError::RefreshFailed(e.to_string()))
             }
+        }
+    }
+
+    /// Appends `connection.refresh_failed`; the connection itself is unchanged. A storage error
+    /// is logged, not returned: the caller's answer is the refresh failure.
+    async fn record_refresh_failure(&self, id: &str, code: String) {
+        let key = id.to_string();
+        let written = self
+            .blocking(move |s| s.append_event(&key, "connection.refresh_failed", Some(code)))
+            .await;
+        if let Err(e) = written {
+            tracing::warn!(connection = %id, error = %e, "recording the refresh failure failed");
         }
     }
 
@@ -200,4 +223,20 @@ fn needs_refresh(tokens: &TokenSet, margin: i64) -> bool {
     // every call.
     let lifetime = (expires_at - tokens.obtained_at).max(0);
     expires_at - now() <= margin.min(lifetime / 2)
+}
+
+/// The stable `error_code` of a `connection.refresh_failed` event.
+fn failure_code(e: &OAuthError) -> String {
+    match e {
+        OAuthError::Transient(_) => "provider_unavailable".into(),
+        OAuthError::InvalidResponse(_) => "invalid_provider_response".into(),
+        OAuthError::Misconfigured(_) => "plugin_misconfigured".into(),
+        // The provider's own OAuth code, when it looks like one.
+        OAuthError::Rejected { code, .. }
+            if code.len() <= 64 && code.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') =>
+        {
+            code.clone()
+        }
+        OAuthError::Rejected { .. } => "provider_error".into(),
+    }
 }

@@ -5,7 +5,7 @@ use actix_web::HttpResponse;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{admin, manual, plugins, proxy, tenants};
+use super::{admin, manual, plugins, proxy, tenants, webhooks};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -28,6 +28,8 @@ use super::{admin, manual, plugins, proxy, tenants};
         tenants::connection,
         tenants::token,
         tenants::proxy,
+        webhooks::list_deliveries,
+        webhooks::replay_delivery,
     ),
     modifiers(&AdminKey),
     security(("admin_key" = [])),

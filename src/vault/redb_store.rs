@@ -3,6 +3,7 @@
 //! the clear.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use redb::{
     Database, ReadableDatabase, ReadableTable, TableDefinition, TableHandle, WriteTransaction,
@@ -13,6 +14,8 @@ use super::store::{ConnectionFilter, CredentialsUpdate, Store};
 use super::{generate_identity_file, load_identity, Keyring, VaultError};
 use crate::connections::events::{transition_events, Event, Pending};
 use crate::connections::model::{new_id, Connection, Flow, Link, TokenSet};
+
+mod outbox;
 
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const CONNECTIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("connections");
@@ -40,6 +43,7 @@ const META_KEYRING: &str = "keyring";
 pub struct RedbStore {
     db: Database,
     keyring: Keyring,
+    events_written: Arc<tokio::sync::Notify>,
 }
 
 /// How the store was opened, for the start-up log.
@@ -103,7 +107,12 @@ impl RedbStore {
             }
             txn.open_table(EVENTS).map_err(VaultError::storage)?;
             txn.commit().map_err(VaultError::storage)?;
-            return Ok((RedbStore { db, keyring }, Opened::Existing));
+            let store = RedbStore {
+                db,
+                keyring,
+                events_written: Arc::default(),
+            };
+            return Ok((store, Opened::Existing));
         }
         // A new database: create the keyring and every table in one transaction.
         let db_id = new_id("db");
@@ -123,7 +132,11 @@ impl RedbStore {
         }
         txn.commit().map_err(VaultError::storage)?;
         Ok((
-            RedbStore { db, keyring },
+            RedbStore {
+                db,
+                keyring,
+                events_written: Arc::default(),
+            },
             Opened::Created {
                 identity_generated: !identity_exists,
             },
@@ -312,6 +325,9 @@ impl RedbStore {
                 .insert(next, sealed.as_slice())
                 .map_err(VaultError::storage)?;
         }
+        // Before the commit is fine: the dispatcher reads in a write transaction, which waits
+        // for this one to finish.
+        self.events_written.notify_one();
         Ok(())
     }
 
@@ -606,17 +622,48 @@ impl Store for RedbStore {
         Ok(out)
     }
 
+    fn append_event(
+        &self,
+        connection_id: &str,
+        kind: &'static str,
+        error_code: Option<String>,
+    ) -> Result<bool, VaultError> {
+        let txn = begin_write(&self.db)?;
+        let connection: Option<Connection> = {
+            let table = txn.open_table(CONNECTIONS).map_err(VaultError::storage)?;
+            let guard = table.get(connection_id).map_err(VaultError::storage)?;
+            match guard {
+                Some(g) => Some(self.open_value(CONNECTIONS.name(), connection_id, g.value())?),
+                None => None,
+            }
+        };
+        let Some(mut connection) = connection else {
+            txn.abort().map_err(VaultError::storage)?;
+            return Ok(false);
+        };
+        connection.updated_at = crate::connections::model::now(); // the event's time only
+        self.append_events(&txn, &connection, &[(kind, error_code)])?;
+        txn.commit().map_err(VaultError::storage)?;
+        Ok(true)
+    }
+
     fn sweep_events(&self, before: i64) -> Result<usize, VaultError> {
         let txn = begin_write(&self.db)?;
         let mut doomed = Vec::new();
         {
             let mut table = txn.open_table(EVENTS).map_err(VaultError::storage)?;
+            // The newest event always stays, so ids never restart (webhook cursors and delivery
+            // ids rely on that).
+            let newest = table
+                .last()
+                .map_err(VaultError::storage)?
+                .map(|(k, _)| k.value());
             // Ids grow with time: stop at the first event young enough to keep.
             for entry in table.iter().map_err(VaultError::storage)? {
                 let (k, v) = entry.map_err(VaultError::storage)?;
                 let event: Event =
                     self.open_value(EVENTS.name(), &k.value().to_string(), v.value())?;
-                if event.at >= before {
+                if event.at >= before || Some(k.value()) == newest {
                     break;
                 }
                 doomed.push(k.value());
@@ -765,6 +812,28 @@ mod tests {
         assert!(store.flow("s2").unwrap().is_none());
         assert!(store.link("old").unwrap().is_none());
         assert!(store.link("live").unwrap().is_some());
+    }
+
+    #[test]
+    fn sweeping_events_keeps_the_newest_so_ids_never_restart() {
+        let (_dir, store) = open();
+        let c = Connection::new_pending("t", "p", vec![]);
+        store.create_link("a", &link(&c, now() + 60), &c).unwrap();
+        store.create_link("b", &link(&c, now() + 60), &c).unwrap();
+        assert_eq!(store.sweep_events(now() + 10).unwrap(), 1);
+        assert!(store
+            .append_event(&c.id, "connection.refresh_failed", None)
+            .unwrap());
+        let ids: Vec<u64> = store
+            .events(0, 10, &|_| true)
+            .unwrap()
+            .iter()
+            .map(|e| e.id)
+            .collect();
+        assert_eq!(ids, [2, 3]);
+        assert!(!store
+            .append_event("conn_gone", "connection.refresh_failed", None)
+            .unwrap());
     }
 
     #[test]

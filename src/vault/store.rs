@@ -87,6 +87,15 @@ pub trait Store: Send + Sync {
         filter: &dyn Fn(&Event) -> bool,
     ) -> Result<Vec<Event>, VaultError>;
 
+    /// Appends an event for the stored connection without changing it (e.g.
+    /// `connection.refresh_failed`). `false` when the connection does not exist.
+    fn append_event(
+        &self,
+        connection_id: &str,
+        kind: &'static str,
+        error_code: Option<String>,
+    ) -> Result<bool, VaultError>;
+
     /// Deletes events older than `before`. Returns how many went.
     fn sweep_events(&self, before: i64) -> Result<usize, VaultError>;
 

@@ -3,6 +3,7 @@
 //! A `Server` kills its process when dropped.
 #![allow(dead_code)]
 
+pub mod receiver;
 pub mod upstream;
 
 use std::fs::{self, File};
