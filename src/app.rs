@@ -6,7 +6,8 @@ use actix_web::{middleware, web, App};
 
 use crate::error::AppError;
 use crate::http::{
-    admin, assets, auth, limits, manual, openapi, pages, plugins, proxy, sandbox, tenants, webhooks,
+    admin, assets, auth, limits, manual, openapi, pages, plugins, proxy, sandbox, sessions,
+    tenants, webhooks,
 };
 use crate::state::AppState;
 
@@ -88,6 +89,7 @@ pub fn build_app(
                 .wrap(middleware::from_fn(auth::require_admin))
                 .route("/links", web::post().to(admin::create_link))
                 .route("/links/resolve", web::post().to(manual::resolve))
+                .route("/tenant-sessions", web::post().to(sessions::create))
                 .route("/oauth/callback", web::post().to(manual::callback))
                 .route("/plugins", web::get().to(plugins::list_plugins))
                 .route("/providers", web::get().to(plugins::list_providers))

@@ -21,7 +21,7 @@ use crate::vault::{ConnectionFilter, Store, VaultError};
 use model::{Connection, Status};
 
 pub use callback::{CallbackOutcome, CallbackParams};
-pub use flow::{url_under, AuthorizeStart, LinkCreated, LinkRequest, LinkView};
+pub use flow::{check_tenant_id, url_under, AuthorizeStart, LinkCreated, LinkRequest, LinkView};
 pub use import::ImportRequest;
 pub use proxy::{ProxyBody, ProxyRequest};
 pub use tenant::TenantConnection;

@@ -15,6 +15,9 @@ pub enum AppError {
     Connect(#[from] ConnectError),
     #[error("missing or invalid admin key")]
     Unauthorized,
+    /// Authenticated, but not allowed this (a tenant session outside its tenant or routes).
+    #[error("{0}")]
+    Forbidden(&'static str),
     #[error("{message}")]
     BadRequest { code: &'static str, message: String },
     #[error("the request body is larger than {0} bytes")]
@@ -42,6 +45,7 @@ impl AppError {
         use ConnectError as C;
         match self {
             AppError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            AppError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             AppError::BadRequest { code, .. } => (StatusCode::BAD_REQUEST, code),
             AppError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             AppError::RouteNotFound => (StatusCode::NOT_FOUND, "not_found"),

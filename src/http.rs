@@ -10,6 +10,7 @@ pub mod pages;
 pub mod plugins;
 pub mod proxy;
 pub mod sandbox;
+pub mod sessions;
 pub mod tenants;
 pub mod webhooks;
 

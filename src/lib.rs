@@ -11,6 +11,7 @@ pub mod http;
 pub mod oauth;
 pub mod sandbox;
 pub mod server;
+pub mod sessions;
 pub mod state;
 pub mod vault;
 pub mod webhooks;

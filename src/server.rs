@@ -15,8 +15,9 @@ use crate::config::{Config, ConfigError, LogFormat};
 use crate::connections::{Connections, Settings};
 use crate::oauth::{join, Backchannel, OAuthError, Providers};
 use crate::sandbox::Sandbox;
+use crate::sessions::SessionKey;
 use crate::state::AppState;
-use crate::vault::{RedbStore, VaultError};
+use crate::vault::{RedbStore, Store, VaultError};
 use crate::webhooks::{WebhookError, Webhooks};
 
 #[derive(Debug, thiserror::Error)]
@@ -120,6 +121,7 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         min_validity_seconds: i64::try_from(config.refresh.min_validity_seconds).unwrap_or(300),
     };
     let store = Arc::new(store);
+    let session_secret = store.derived_secret("tenant-sessions v1");
     let webhooks = Webhooks::new(store.clone(), &config.webhooks, store.events_written())?
         .start(i64::from(config.events.retention_days) * 86_400)
         .await?;
@@ -136,6 +138,7 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         limits: Arc::new(crate::http::limits::Limits::new(&config.limits)),
         max_body_bytes: config.server.max_body_bytes,
         webhooks,
+        sessions: Arc::new(SessionKey::new(session_secret)),
     };
     let sweeper = Arc::clone(&state.connections);
     let sweeper_limits = Arc::clone(&state.limits);

@@ -7,6 +7,7 @@ use subtle::ConstantTimeEq;
 use crate::connections::Connections;
 use crate::http::limits::Limits;
 use crate::sandbox::Sandbox;
+use crate::sessions::SessionKey;
 use crate::webhooks::Webhooks;
 
 #[derive(Clone)]
@@ -17,6 +18,8 @@ pub struct AppState {
     pub sandbox: Option<Arc<Sandbox>>,
     pub limits: Arc<Limits>,
     pub max_body_bytes: usize,
+    /// Signs and checks tenant sessions.
+    pub sessions: Arc<SessionKey>,
     pub webhooks: Arc<Webhooks>,
 }
 

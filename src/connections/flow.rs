@@ -272,7 +272,7 @@ impl Connections {
 
 const MAX_TENANT_ID: usize = 256;
 
-pub(super) fn check_tenant_id(tenant_id: &str) -> Result<(), ConnectError> {
+pub fn check_tenant_id(tenant_id: &str) -> Result<(), ConnectError> {
     let ok = !tenant_id.is_empty()
         && tenant_id.len() <= MAX_TENANT_ID
         && !tenant_id.chars().any(char::is_control);

@@ -3,6 +3,7 @@
 use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
 
+use super::auth::Principal;
 use super::rfc3339;
 use crate::connections::model::{Connection, Status};
 use crate::connections::{ImportRequest, LinkRequest, RevokeOutcome};
@@ -50,9 +51,15 @@ pub struct LinkResponse {
 pub async fn create_link(
     state: web::Data<AppState>,
     body: web::Json<LinkBody>,
+    principal: Principal,
 ) -> Result<HttpResponse, AppError> {
     let body = body.into_inner();
-    let tenant_id = match (body.tenant_id, body.shared) {
+    if body.shared && !principal.is_admin() {
+        return Err(AppError::Forbidden(
+            "only an admin key can create shared connections",
+        ));
+    }
+    let tenant_id = match (principal.tenant_scope(body.tenant_id)?, body.shared) {
         (Some(t), false) => t,
         (None, true) => String::new(),
         (None, false) => {
@@ -242,8 +249,10 @@ pub struct ListResponse {
 pub async fn list_connections(
     state: web::Data<AppState>,
     query: web::Query<ListQuery>,
+    principal: Principal,
 ) -> Result<HttpResponse, AppError> {
     let q = query.into_inner();
+    let tenant_id = principal.tenant_scope(q.tenant_id.filter(|t| !t.is_empty()))?;
     let status = match q.status.as_deref() {
         None | Some("") => None,
         Some(s) => Some(Status::parse(s).ok_or_else(|| {
@@ -261,7 +270,7 @@ pub async fn list_connections(
         ));
     }
     let filter = ConnectionFilter {
-        tenant_id: q.tenant_id.filter(|t| !t.is_empty()),
+        tenant_id,
         plugin: q.plugin.filter(|p| !p.is_empty()),
         status,
     };

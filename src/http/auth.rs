@@ -6,38 +6,103 @@ use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
-use actix_web::{web, Error, ResponseError};
+use actix_web::{web, Error, FromRequest, HttpMessage, HttpRequest, ResponseError};
 
 use crate::error::AppError;
+use crate::sessions::{self, TenantSession};
 use crate::state::AppState;
 
-/// Every `/v1` route requires `Authorization: Bearer <admin key>`.
+/// Who is calling a `/v1` route, put in the request's extensions by [`require_admin`].
+#[derive(Debug, Clone)]
+pub enum Principal {
+    Admin,
+    /// A browser holding a tenant session: only [`TENANT_ROUTES`], only its own tenant.
+    Tenant(TenantSession),
+}
+
+/// What a tenant session may call (method, exact path).
+const TENANT_ROUTES: &[(&str, &str)] = &[("GET", "/v1/connections"), ("POST", "/v1/links")];
+
+impl Principal {
+    /// The tenant a request may act for: the session's, or any for an admin key. A tenant
+    /// session naming another tenant is refused.
+    pub fn tenant_scope(&self, requested: Option<String>) -> Result<Option<String>, AppError> {
+        match self {
+            Principal::Admin => Ok(requested),
+            Principal::Tenant(s) => match requested {
+                Some(t) if t != s.tenant_id => Err(AppError::Forbidden(
+                    "a tenant session may only act for its own tenant",
+                )),
+                _ => Ok(Some(s.tenant_id.clone())),
+            },
+        }
+    }
+
+    pub fn is_admin(&self) -> bool {
+        matches!(self, Principal::Admin)
+    }
+}
+
+impl FromRequest for Principal {
+    type Error = AppError;
+    type Future = std::future::Ready<Result<Self, AppError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        std::future::ready(
+            req.extensions()
+                .get::<Principal>()
+                .cloned()
+                .ok_or(AppError::Unauthorized),
+        )
+    }
+}
+
+/// Every `/v1` route requires `Authorization: Bearer <admin key>`, or a tenant session token
+/// for the few routes a browser may call.
 pub async fn require_admin(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, Error> {
     let state = req.app_data::<web::Data<AppState>>().cloned();
-    let ok = match (
-        state.as_ref(),
-        req.headers()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer ")),
-    ) {
-        (Some(state), Some(key)) => state.admin_key_ok(key.trim()),
-        _ => false,
+    let presented = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    let principal = match (state.as_ref(), presented) {
+        (Some(state), Some(token)) if token.starts_with(sessions::PREFIX) => {
+            state.sessions.verify(token).map(Principal::Tenant)
+        }
+        (Some(state), Some(key)) if state.admin_key_ok(key) => Some(Principal::Admin),
+        _ => None,
     };
-    if !ok {
+    let refusal = match &principal {
+        None => {
+            let allowed =
+                state.is_none_or(|s| s.limits.failed_auth_allowed(s.limits.client_ip(&req)));
+            Some(if allowed {
+                AppError::Unauthorized
+            } else {
+                AppError::RateLimited
+            })
+        }
+        Some(Principal::Tenant(_)) => {
+            let route = (req.method().as_str(), req.path());
+            (!TENANT_ROUTES.contains(&route)).then_some(AppError::Forbidden(
+                "a tenant session may only list its connections and create links",
+            ))
+        }
+        Some(Principal::Admin) => None,
+    };
+    if let Some(error) = refusal {
         // A response, not an Err: errors returned from middleware skip the outer middleware
         // (security headers, access log).
-        let allowed = state.is_none_or(|s| s.limits.failed_auth_allowed(s.limits.client_ip(&req)));
-        let error = if allowed {
-            AppError::Unauthorized
-        } else {
-            AppError::RateLimited
-        };
         let response = error.error_response();
         return Ok(req.into_response(response).map_into_right_body());
+    }
+    if let Some(p) = principal {
+        req.extensions_mut().insert(p);
     }
     next.call(req)
         .await

@@ -5,7 +5,7 @@ use actix_web::HttpResponse;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{admin, manual, plugins, proxy, tenants, webhooks};
+use super::{admin, manual, plugins, proxy, sessions, tenants, webhooks};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -14,6 +14,7 @@ use super::{admin, manual, plugins, proxy, tenants, webhooks};
         admin::create_link,
         manual::resolve,
         manual::callback,
+        sessions::create,
         admin::import_connection,
         admin::list_connections,
         admin::get_connection,

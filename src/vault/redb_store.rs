@@ -704,6 +704,16 @@ impl Store for RedbStore {
         Ok(removed)
     }
 
+    fn derived_secret(&self, purpose: &str) -> [u8; 32] {
+        let hex = self.keyring.blind_index("derived-secret", purpose);
+        let mut out = [0u8; 32];
+        // blind_index is HMAC-SHA256 in hex: always 32 bytes.
+        if let Ok(bytes) = hex::decode(hex) {
+            out.copy_from_slice(&bytes[..32.min(bytes.len())]);
+        }
+        out
+    }
+
     fn check(&self) -> Result<(), VaultError> {
         let txn = self.db.begin_read().map_err(VaultError::storage)?;
         let meta = txn.open_table(META).map_err(VaultError::storage)?;

@@ -101,4 +101,9 @@ pub trait Store: Send + Sync {
 
     /// Cheap liveness check of storage and keys.
     fn check(&self) -> Result<(), VaultError>;
+
+    /// A secret for `purpose` (e.g. signing tenant sessions) derived from the vault's keys:
+    /// the same for every process opening this database, never stored, useless without the
+    /// identity.
+    fn derived_secret(&self, purpose: &str) -> [u8; 32];
 }
