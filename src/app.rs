@@ -5,7 +5,9 @@ use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::{middleware, web, App};
 
 use crate::error::AppError;
-use crate::http::{admin, assets, auth, limits, openapi, pages, plugins, proxy, sandbox, tenants};
+use crate::http::{
+    admin, assets, auth, cors, limits, openapi, pages, plugins, proxy, sandbox, tenants,
+};
 use crate::state::AppState;
 
 /// Security headers on every response (S7): no third-party sources, no framing, no referrer,
@@ -84,6 +86,8 @@ pub fn build_app(
         .service(
             web::scope("/v1")
                 .wrap(middleware::from_fn(auth::require_admin))
+                // Outside auth: preflights carry no key.
+                .wrap(middleware::from_fn(cors::cors))
                 .route("/links", web::post().to(admin::create_link))
                 .route("/plugins", web::get().to(plugins::list_plugins))
                 .route("/providers", web::get().to(plugins::list_providers))

@@ -1,6 +1,7 @@
 //! Typed configuration: parsed strictly from one TOML file, then validated with messages that name
 //! the file, the key and what is expected.
 
+mod cors;
 mod plugin;
 
 use std::collections::BTreeMap;
@@ -11,6 +12,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use url::Url;
 
+pub use cors::CorsConfig;
 pub use plugin::{secret_env_name, valid_scope, AuthKind, AuthMethod, PluginConfig, ProviderKind};
 
 /// Environment variable that replaces `[admin] api_keys` (comma-separated).
@@ -47,6 +49,7 @@ pub struct Config {
     pub refresh: RefreshConfig,
     pub limits: LimitsConfig,
     pub events: EventsConfig,
+    pub cors: CorsConfig,
     pub plugins: BTreeMap<String, PluginConfig>,
 }
 
@@ -256,6 +259,8 @@ struct RawConfig {
     #[serde(default)]
     events: EventsConfig,
     #[serde(default)]
+    cors: CorsConfig,
+    #[serde(default)]
     plugins: BTreeMap<String, PluginConfig>,
 }
 
@@ -351,11 +356,16 @@ impl Config {
             refresh: raw.refresh,
             limits: raw.limits,
             events: raw.events,
+            cors: raw.cors,
             plugins: raw.plugins,
         };
         config.storage.path = base_dir.join(&config.storage.path);
         config.vault.identity_file = base_dir.join(&config.vault.identity_file);
         config.validate(&invalid)?;
+        config
+            .cors
+            .normalize()
+            .map_err(|(key, msg)| invalid(&key, msg))?;
         for (id, plugin) in &mut config.plugins {
             plugin
                 .resolve(id, config.sandbox.enabled, env)
@@ -568,6 +578,7 @@ mod tests {
             (format!("{MINIMAL}[plugins.a]\nprovider = \"sandbox\"\nclient_id = \"c\"\nclient_secret = \"s\"\n"), "plugins.a.provider"),
             (format!("{MINIMAL}[plugins.a]\nauthorization_url = \"https://x.test/a\"\ntoken_url = \"https://x.test/t\"\nclient_id = \"c\"\nclient_secret = \"s\"\nauthorize_params = {{ state = \"x\" }}\n"), "plugins.a.authorize_params"),
             (format!("{MINIMAL}[plugins.A]\nprovider = \"custom\"\n"), "plugins.A"),
+            (format!("{MINIMAL}[cors]\nallowed_origins = [\"https://app.test/x\"]\n"), "cors.allowed_origins[0]"),
         ];
         for (text, key) in cases {
             let err = parse(&text).expect_err(key).to_string();

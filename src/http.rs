@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod assets;
 pub mod auth;
+pub mod cors;
 pub mod limits;
 pub mod openapi;
 pub mod pages;

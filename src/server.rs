@@ -128,6 +128,9 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         sandbox,
         limits: Arc::new(crate::http::limits::Limits::new(&config.limits)),
         max_body_bytes: config.server.max_body_bytes,
+        cors: Arc::new(crate::http::cors::Cors::new(
+            config.cors.allowed_origins.clone(),
+        )),
     };
     let sweeper = Arc::clone(&state.connections);
     let sweeper_limits = Arc::clone(&state.limits);

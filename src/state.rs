@@ -5,6 +5,7 @@ use std::sync::Arc;
 use subtle::ConstantTimeEq;
 
 use crate::connections::Connections;
+use crate::http::cors::Cors;
 use crate::http::limits::Limits;
 use crate::sandbox::Sandbox;
 
@@ -16,6 +17,8 @@ pub struct AppState {
     pub sandbox: Option<Arc<Sandbox>>,
     pub limits: Arc<Limits>,
     pub max_body_bytes: usize,
+    /// `[cors] allowed_origins`: browser access to `/v1` and connect popups.
+    pub cors: Arc<Cors>,
 }
 
 impl AppState {
