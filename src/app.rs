@@ -6,7 +6,7 @@ use actix_web::{middleware, web, App};
 
 use crate::error::AppError;
 use crate::http::{
-    admin, assets, auth, cors, limits, openapi, pages, plugins, proxy, sandbox, tenants,
+    admin, assets, auth, cors, limits, openapi, pages, plugins, popup, proxy, sandbox, tenants,
 };
 use crate::state::AppState;
 
@@ -16,7 +16,7 @@ fn security_headers() -> middleware::DefaultHeaders {
     middleware::DefaultHeaders::new()
         .add((
             "Content-Security-Policy",
-            "default-src 'none'; style-src 'self'; img-src 'self' data:; base-uri 'none'; frame-ancestors 'none'",
+            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; base-uri 'none'; frame-ancestors 'none'",
         ))
         .add(("X-Frame-Options", "DENY"))
         .add(("X-Content-Type-Options", "nosniff"))
@@ -69,6 +69,7 @@ pub fn build_app(
                 .error_handler(|e, _| AppError::bad_request("invalid_path", e.to_string()).into()),
         )
         .wrap(security_headers())
+        .wrap(middleware::from_fn(popup::keep_opener))
         .wrap(middleware::from_fn(limits::limit_public))
         .wrap(middleware::from_fn(auth::log_request))
         .route("/healthz", web::get().to(pages::healthz))
@@ -76,6 +77,8 @@ pub fn build_app(
         .route("/livez", web::get().to(pages::livez))
         .route("/openapi.json", web::get().to(openapi::serve))
         .route("/assets/{file}", web::get().to(assets::serve))
+        .route("/connect.js", web::get().to(popup::connect_js))
+        .route("/connect/opener.js", web::get().to(popup::opener_js))
         .route("/connect/result", web::get().to(pages::result))
         .route("/connect/{token}", web::get().to(pages::connect_page))
         .route(

@@ -8,6 +8,7 @@ pub mod limits;
 pub mod openapi;
 pub mod pages;
 pub mod plugins;
+pub mod popup;
 pub mod proxy;
 pub mod sandbox;
 pub mod tenants;
