@@ -6,8 +6,8 @@ use actix_web::{middleware, web, App};
 
 use crate::error::AppError;
 use crate::http::{
-    admin, assets, auth, limits, manual, openapi, pages, plugins, proxy, sandbox, sessions,
-    tenants, webhooks,
+    admin, assets, auth, cors, limits, manual, openapi, pages, plugins, popup, proxy, sandbox,
+    sessions, tenants, webhooks,
 };
 use crate::state::AppState;
 
@@ -17,7 +17,7 @@ fn security_headers() -> middleware::DefaultHeaders {
     middleware::DefaultHeaders::new()
         .add((
             "Content-Security-Policy",
-            "default-src 'none'; style-src 'self'; img-src 'self' data:; base-uri 'none'; frame-ancestors 'none'",
+            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; base-uri 'none'; frame-ancestors 'none'",
         ))
         .add(("X-Frame-Options", "DENY"))
         .add(("X-Content-Type-Options", "nosniff"))
@@ -70,6 +70,7 @@ pub fn build_app(
                 .error_handler(|e, _| AppError::bad_request("invalid_path", e.to_string()).into()),
         )
         .wrap(security_headers())
+        .wrap(middleware::from_fn(popup::keep_opener))
         .wrap(middleware::from_fn(limits::limit_public))
         .wrap(middleware::from_fn(auth::log_request))
         .route("/healthz", web::get().to(pages::healthz))
@@ -77,6 +78,8 @@ pub fn build_app(
         .route("/livez", web::get().to(pages::livez))
         .route("/openapi.json", web::get().to(openapi::serve))
         .route("/assets/{file}", web::get().to(assets::serve))
+        .route("/connect.js", web::get().to(popup::connect_js))
+        .route("/connect/opener.js", web::get().to(popup::opener_js))
         .route("/connect/result", web::get().to(pages::result))
         .route("/connect/{token}", web::get().to(pages::connect_page))
         .route(
@@ -87,6 +90,8 @@ pub fn build_app(
         .service(
             web::scope("/v1")
                 .wrap(middleware::from_fn(auth::require_admin))
+                // Outside auth: preflights carry no key.
+                .wrap(middleware::from_fn(cors::cors))
                 .route("/links", web::post().to(admin::create_link))
                 .route("/links/resolve", web::post().to(manual::resolve))
                 .route("/tenant-sessions", web::post().to(sessions::create))

@@ -1,6 +1,7 @@
 //! Typed configuration: parsed strictly from one TOML file, then validated with messages that name
 //! the file, the key and what is expected.
 
+mod cors;
 mod plugin;
 mod webhooks;
 
@@ -12,6 +13,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use url::Url;
 
+pub use cors::CorsConfig;
 pub use plugin::{secret_env_name, valid_scope, AuthKind, AuthMethod, PluginConfig, ProviderKind};
 pub use webhooks::{webhook_secret_env_name, WebhookConfig};
 
@@ -49,6 +51,7 @@ pub struct Config {
     pub refresh: RefreshConfig,
     pub limits: LimitsConfig,
     pub events: EventsConfig,
+    pub cors: CorsConfig,
     pub plugins: BTreeMap<String, PluginConfig>,
     pub webhooks: Vec<WebhookConfig>,
 }
@@ -259,6 +262,8 @@ struct RawConfig {
     #[serde(default)]
     events: EventsConfig,
     #[serde(default)]
+    cors: CorsConfig,
+    #[serde(default)]
     plugins: BTreeMap<String, PluginConfig>,
     #[serde(default)]
     webhooks: Vec<WebhookConfig>,
@@ -356,12 +361,17 @@ impl Config {
             refresh: raw.refresh,
             limits: raw.limits,
             events: raw.events,
+            cors: raw.cors,
             plugins: raw.plugins,
             webhooks: raw.webhooks,
         };
         config.storage.path = base_dir.join(&config.storage.path);
         config.vault.identity_file = base_dir.join(&config.vault.identity_file);
         config.validate(&invalid)?;
+        config
+            .cors
+            .normalize()
+            .map_err(|(key, msg)| invalid(&key, msg))?;
         for (id, plugin) in &mut config.plugins {
             plugin
                 .resolve(id, config.sandbox.enabled, env)
@@ -577,6 +587,7 @@ mod tests {
             (format!("{MINIMAL}[plugins.a]\nprovider = \"sandbox\"\nclient_id = \"c\"\nclient_secret = \"s\"\n"), "plugins.a.provider"),
             (format!("{MINIMAL}[plugins.a]\nauthorization_url = \"https://x.test/a\"\ntoken_url = \"https://x.test/t\"\nclient_id = \"c\"\nclient_secret = \"s\"\nauthorize_params = {{ state = \"x\" }}\n"), "plugins.a.authorize_params"),
             (format!("{MINIMAL}[plugins.A]\nprovider = \"custom\"\n"), "plugins.A"),
+            (format!("{MINIMAL}[cors]\nallowed_origins = [\"https://app.test/x\"]\n"), "cors.allowed_origins[0]"),
         ];
         for (text, key) in cases {
             let err = parse(&text).expect_err(key).to_string();

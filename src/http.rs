@@ -3,11 +3,13 @@
 pub mod admin;
 pub mod assets;
 pub mod auth;
+pub mod cors;
 pub mod limits;
 pub mod manual;
 pub mod openapi;
 pub mod pages;
 pub mod plugins;
+pub mod popup;
 pub mod proxy;
 pub mod sandbox;
 pub mod sessions;

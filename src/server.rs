@@ -139,6 +139,9 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         max_body_bytes: config.server.max_body_bytes,
         webhooks,
         sessions: Arc::new(SessionKey::new(session_secret)),
+        cors: Arc::new(crate::http::cors::Cors::new(
+            config.cors.allowed_origins.clone(),
+        )),
     };
     let sweeper = Arc::clone(&state.connections);
     let sweeper_limits = Arc::clone(&state.limits);

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use subtle::ConstantTimeEq;
 
 use crate::connections::Connections;
+use crate::http::cors::Cors;
 use crate::http::limits::Limits;
 use crate::sandbox::Sandbox;
 use crate::sessions::SessionKey;
@@ -21,6 +22,8 @@ pub struct AppState {
     /// Signs and checks tenant sessions.
     pub sessions: Arc<SessionKey>,
     pub webhooks: Arc<Webhooks>,
+    /// `[cors] allowed_origins`: browser access to `/v1` and connect popups.
+    pub cors: Arc<Cors>,
 }
 
 impl AppState {

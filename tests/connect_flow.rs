@@ -174,7 +174,10 @@ fn without_redirect_url_the_callback_shows_a_success_page() {
     let dest = flow.callback_location.expect("Location");
     assert_eq!(
         dest,
-        server.url("/connect/result?status=connected"),
+        server.url(&format!(
+            "/connect/result?status=connected&connection_id={}",
+            flow.link.connection_id
+        )),
         "a clean URL: no code, no state"
     );
     let admin = server.admin();

@@ -239,6 +239,8 @@ pub async fn callback(
                     &mut q
                 }
             };
+            // For connect.js: the popup's result page reports which connection it was.
+            q.append_pair("connection_id", &outcome.connection.id);
         }
         url
     });
