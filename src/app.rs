@@ -7,7 +7,7 @@ use actix_web::{middleware, web, App};
 use crate::error::AppError;
 use crate::http::{
     admin, assets, auth, cors, limits, manual, openapi, pages, plugins, popup, proxy, sandbox,
-    sessions, tenants, webhooks,
+    scrape, sessions, tenants, webhooks,
 };
 use crate::state::AppState;
 
@@ -77,6 +77,7 @@ pub fn build_app(
         .route("/readyz", web::get().to(pages::healthz))
         .route("/livez", web::get().to(pages::livez))
         .route("/openapi.json", web::get().to(openapi::serve))
+        .route("/metrics", web::get().to(scrape::serve))
         .route("/assets/{file}", web::get().to(assets::serve))
         .route("/connect.js", web::get().to(popup::connect_js))
         .route("/connect/opener.js", web::get().to(popup::opener_js))

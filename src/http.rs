@@ -12,6 +12,7 @@ pub mod plugins;
 pub mod popup;
 pub mod proxy;
 pub mod sandbox;
+pub mod scrape;
 pub mod sessions;
 pub mod tenants;
 pub mod webhooks;

@@ -8,6 +8,7 @@ pub mod config;
 pub mod connections;
 pub mod error;
 pub mod http;
+pub mod metrics;
 pub mod oauth;
 pub mod sandbox;
 pub mod server;

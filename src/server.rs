@@ -139,6 +139,7 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         max_body_bytes: config.server.max_body_bytes,
         webhooks,
         sessions: Arc::new(SessionKey::new(session_secret)),
+        metrics: config.metrics.clone(),
         cors: Arc::new(crate::http::cors::Cors::new(
             config.cors.allowed_origins.clone(),
         )),

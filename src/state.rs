@@ -19,6 +19,7 @@ pub struct AppState {
     pub sandbox: Option<Arc<Sandbox>>,
     pub limits: Arc<Limits>,
     pub max_body_bytes: usize,
+    pub metrics: crate::config::MetricsConfig,
     /// Signs and checks tenant sessions.
     pub sessions: Arc<SessionKey>,
     pub webhooks: Arc<Webhooks>,
