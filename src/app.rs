@@ -6,8 +6,8 @@ use actix_web::{middleware, web, App};
 
 use crate::error::AppError;
 use crate::http::{
-    admin, assets, auth, cors, limits, manual, openapi, pages, plugins, popup, proxy, sandbox,
-    scrape, sessions, tenants, webhooks,
+    admin, assets, audit_log, auth, cors, limits, manual, openapi, pages, plugins, popup, proxy,
+    sandbox, scrape, sessions, tenants, webhooks,
 };
 use crate::state::AppState;
 
@@ -90,11 +90,13 @@ pub fn build_app(
         .route("/oauth/callback", web::get().to(pages::callback))
         .service(
             web::scope("/v1")
+                .wrap(middleware::from_fn(audit_log::record))
                 .wrap(middleware::from_fn(auth::require_admin))
                 // Outside auth: preflights carry no key.
                 .wrap(middleware::from_fn(cors::cors))
                 .route("/links", web::post().to(admin::create_link))
                 .route("/links/resolve", web::post().to(manual::resolve))
+                .route("/audit", web::get().to(audit_log::list))
                 .route("/tenant-sessions", web::post().to(sessions::create))
                 .route("/oauth/callback", web::post().to(manual::callback))
                 .route("/plugins", web::get().to(plugins::list_plugins))

@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod assets;
+pub mod audit_log;
 pub mod auth;
 pub mod cors;
 pub mod limits;

@@ -2,6 +2,7 @@
 //! binary. `main.rs` only parses the command line; everything else starts here.
 
 pub mod app;
+pub mod audit;
 pub mod catalog;
 pub mod cli;
 pub mod config;

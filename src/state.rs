@@ -20,6 +20,8 @@ pub struct AppState {
     pub limits: Arc<Limits>,
     pub max_body_bytes: usize,
     pub metrics: crate::config::MetricsConfig,
+    pub auditor: crate::audit::Auditor,
+    pub audit_store: Arc<dyn crate::vault::AuditStore>,
     /// Signs and checks tenant sessions.
     pub sessions: Arc<SessionKey>,
     pub webhooks: Arc<Webhooks>,

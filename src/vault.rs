@@ -1,12 +1,14 @@
 //! The vault: the age identity (key-encryption key), envelope encryption of every stored value,
 //! and the typed store behind which the database sits.
 
+pub mod audit;
 mod crypto;
 mod identity;
 mod outbox;
 mod redb_store;
 mod store;
 
+pub use audit::AuditStore;
 pub use crypto::{random_bytes, Keyring};
 pub use identity::{generate_identity_file, load_identity};
 pub use outbox::{Enqueued, WebhookStore};

@@ -15,6 +15,7 @@ use super::{generate_identity_file, load_identity, Keyring, VaultError};
 use crate::connections::events::{transition_events, Event, Pending};
 use crate::connections::model::{new_id, Connection, Flow, Link, TokenSet};
 
+mod audit;
 mod outbox;
 
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
@@ -193,8 +194,11 @@ impl RedbStore {
                 break;
             }
         }
-        if done < limit {
-            let mut table = txn.open_table(EVENTS).map_err(VaultError::storage)?;
+        for def in [EVENTS, audit::AUDIT] {
+            if done >= limit {
+                break;
+            }
+            let mut table = txn.open_table(def).map_err(VaultError::storage)?;
             let mut todo = Vec::new();
             for entry in table.iter().map_err(VaultError::storage)? {
                 let (k, v) = entry.map_err(VaultError::storage)?;
@@ -207,8 +211,8 @@ impl RedbStore {
             }
             for (k, v) in &todo {
                 let key = k.to_string();
-                let plain = self.keyring.open(EVENTS.name(), &key, v)?;
-                let sealed = self.keyring.seal(EVENTS.name(), &key, &plain)?;
+                let plain = self.keyring.open(def.name(), &key, v)?;
+                let sealed = self.keyring.seal(def.name(), &key, &plain)?;
                 table
                     .insert(*k, sealed.as_slice())
                     .map_err(VaultError::storage)?;
