@@ -6,8 +6,8 @@ use actix_web::{middleware, web, App};
 
 use crate::error::AppError;
 use crate::http::{
-    admin, assets, audit_log, auth, cors, limits, manual, openapi, pages, plugins, popup, proxy,
-    sandbox, scrape, sessions, tenants, webhooks,
+    admin, assets, audit_log, auth, backup, cors, limits, manual, openapi, pages, plugins, popup,
+    proxy, sandbox, scrape, sessions, tenants, webhooks,
 };
 use crate::state::AppState;
 
@@ -97,6 +97,7 @@ pub fn build_app(
                 .route("/links", web::post().to(admin::create_link))
                 .route("/links/resolve", web::post().to(manual::resolve))
                 .route("/audit", web::get().to(audit_log::list))
+                .route("/backup", web::get().to(backup::download))
                 .route("/tenant-sessions", web::post().to(sessions::create))
                 .route("/oauth/callback", web::post().to(manual::callback))
                 .route("/plugins", web::get().to(plugins::list_plugins))

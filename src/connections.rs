@@ -231,6 +231,11 @@ impl Connections {
         self.blocking(|s| s.check()).await
     }
 
+    /// A consistent snapshot of the whole store in a new file next to it (for `GET /v1/backup`).
+    pub async fn snapshot(&self) -> Result<std::path::PathBuf, ConnectError> {
+        self.blocking(|s| s.backup_to(None)).await
+    }
+
     /// Connections per (plugin, status), cached: scrapes every few seconds must not rescan.
     pub async fn counts(&self) -> Result<Counts, ConnectError> {
         let mut cached = self.counts.lock().await;

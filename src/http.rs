@@ -4,6 +4,7 @@ pub mod admin;
 pub mod assets;
 pub mod audit_log;
 pub mod auth;
+pub mod backup;
 pub mod cors;
 pub mod limits;
 pub mod manual;

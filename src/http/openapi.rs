@@ -5,7 +5,7 @@ use actix_web::HttpResponse;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{admin, audit_log, manual, plugins, proxy, sessions, tenants, webhooks};
+use super::{admin, audit_log, backup, manual, plugins, proxy, sessions, tenants, webhooks};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -16,6 +16,7 @@ use super::{admin, audit_log, manual, plugins, proxy, sessions, tenants, webhook
         manual::callback,
         sessions::create,
         audit_log::list,
+        backup::download,
         admin::import_connection,
         admin::list_connections,
         admin::get_connection,

@@ -16,6 +16,8 @@ use crate::connections::events::{transition_events, Event, Pending};
 use crate::connections::model::{new_id, Connection, Flow, Link, TokenSet};
 
 mod audit;
+mod backup;
+pub use backup::verify as verify_backup;
 mod outbox;
 
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
@@ -43,6 +45,8 @@ const META_KEYRING: &str = "keyring";
 
 pub struct RedbStore {
     db: Database,
+    /// The database file, for consistent backups.
+    path: std::path::PathBuf,
     keyring: Keyring,
     events_written: Arc<tokio::sync::Notify>,
 }
@@ -74,7 +78,12 @@ impl RedbStore {
         if let Some(dir) = db_path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(VaultError::storage)?;
         }
-        let db = Database::create(db_path).map_err(VaultError::storage)?;
+        let db = Database::create(db_path).map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => VaultError::InUse {
+                db: db_path.display().to_string(),
+            },
+            other => VaultError::storage(other),
+        })?;
         let stored = {
             let txn = db.begin_read().map_err(VaultError::storage)?;
             match txn.open_table(META) {
@@ -110,6 +119,7 @@ impl RedbStore {
             txn.commit().map_err(VaultError::storage)?;
             let store = RedbStore {
                 db,
+                path: db_path.to_path_buf(),
                 keyring,
                 events_written: Arc::default(),
             };
@@ -135,6 +145,7 @@ impl RedbStore {
         Ok((
             RedbStore {
                 db,
+                path: db_path.to_path_buf(),
                 keyring,
                 events_written: Arc::default(),
             },
@@ -706,6 +717,12 @@ impl Store for RedbStore {
             + self.sweep_table(&txn, LINKS, |l: &Link| l.expires_at < links_before)?;
         txn.commit().map_err(VaultError::storage)?;
         Ok(removed)
+    }
+
+    fn backup_to(&self, out: Option<&Path>) -> Result<std::path::PathBuf, VaultError> {
+        let out = out.map_or_else(|| self.snapshot_path(), Path::to_path_buf);
+        self.copy_consistent(&out)?;
+        Ok(out)
     }
 
     fn derived_secret(&self, purpose: &str) -> [u8; 32] {

@@ -123,6 +123,10 @@ pub trait Store: Send + Sync {
         Ok(counts.into_iter().map(|((p, s), n)| (p, s, n)).collect())
     }
 
+    /// Writes a consistent, still-sealed copy of everything to `out` (a new file), or to a new
+    /// file next to the database when `out` is `None`; returns the path.
+    fn backup_to(&self, out: Option<&std::path::Path>) -> Result<std::path::PathBuf, VaultError>;
+
     /// A secret for `purpose` (e.g. signing tenant sessions) derived from the vault's keys:
     /// the same for every process opening this database, never stored, useless without the
     /// identity.
