@@ -175,6 +175,17 @@ pub struct ServerConfig {
     /// `"text"` (default) or `"json"` (one JSON object per line).
     #[serde(default)]
     pub log_format: LogFormat,
+    /// Serve HTTPS directly (installs without a reverse proxy).
+    pub tls: Option<TlsConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain, leaf first.
+    pub cert_file: PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -350,6 +361,7 @@ impl Config {
                 max_body_bytes: default_body_limit(),
                 outbound_timeout_seconds: default_outbound_timeout(),
                 log_format: LogFormat::Text,
+                tls: None,
             }),
             storage: raw.storage.unwrap_or(StorageConfig {
                 path: default_db_path(),
@@ -376,6 +388,11 @@ impl Config {
             webhooks: raw.webhooks,
         };
         config.storage.path = base_dir.join(&config.storage.path);
+        if let Some(tls) = &mut config.server.tls {
+            tls.cert_file = base_dir.join(&tls.cert_file);
+            tls.key_file = base_dir.join(&tls.key_file);
+            crate::tls::load(tls).map_err(|(key, message)| invalid(key, message))?;
+        }
         config.vault.identity_file = base_dir.join(&config.vault.identity_file);
         config.validate(&invalid)?;
         config

@@ -15,5 +15,6 @@ pub mod sandbox;
 pub mod server;
 pub mod sessions;
 pub mod state;
+pub mod tls;
 pub mod vault;
 pub mod webhooks;

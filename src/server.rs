@@ -96,9 +96,20 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         source,
     })?;
     let bound = listener.local_addr()?;
+    let tls = match &config.server.tls {
+        Some(t) => Some(crate::tls::load(t).map_err(|(key, message)| {
+            StartError::Config(ConfigError::Invalid {
+                file: config.file.display().to_string(),
+                key: key.to_string(),
+                message,
+            })
+        })?),
+        None => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let public_url = match &config.server.public_url {
         Some(u) => u.clone(),
-        None => Url::parse(&format!("http://{bound}"))
+        None => Url::parse(&format!("{scheme}://{bound}"))
             .map_err(|e| StartError::Io(std::io::Error::other(e)))?,
     };
     if config.sandbox.enabled && !crate::config::is_loopback(&public_url) {
@@ -194,12 +205,14 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
             }
         });
     }
-    let server = HttpServer::new(move || build_app(state.clone()))
-        .listen(listener)?
-        .shutdown_timeout(30)
-        .run();
+    let server = HttpServer::new(move || build_app(state.clone())).shutdown_timeout(30);
+    let server = match tls {
+        Some(tls) => server.listen_rustls_0_23(listener, tls)?,
+        None => server.listen(listener)?,
+    }
+    .run();
     tracing::info!(%public_url, "serving");
-    println!("listening on http://{bound}");
+    println!("listening on {scheme}://{bound}");
     server.await?;
     // Every request handler is gone, so the audit queue is closed: let it write what it holds.
     if tokio::time::timeout(Duration::from_secs(10), audit_writer)
