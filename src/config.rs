@@ -1,6 +1,7 @@
 //! Typed configuration: parsed strictly from one TOML file, then validated with messages that name
 //! the file, the key and what is expected.
 
+mod branding;
 mod cors;
 mod plugin;
 mod webhooks;
@@ -13,6 +14,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use url::Url;
 
+pub use branding::{BrandingConfig, Logo, DEFAULT_ACCENT, DEFAULT_NAME, MAX_LOGO_BYTES};
 pub use cors::CorsConfig;
 pub use plugin::{secret_env_name, valid_scope, AuthKind, AuthMethod, PluginConfig, ProviderKind};
 pub use webhooks::{webhook_secret_env_name, WebhookConfig};
@@ -52,6 +54,7 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub events: EventsConfig,
     pub cors: CorsConfig,
+    pub branding: BrandingConfig,
     pub plugins: BTreeMap<String, PluginConfig>,
     pub webhooks: Vec<WebhookConfig>,
 }
@@ -264,6 +267,8 @@ struct RawConfig {
     #[serde(default)]
     cors: CorsConfig,
     #[serde(default)]
+    branding: BrandingConfig,
+    #[serde(default)]
     plugins: BTreeMap<String, PluginConfig>,
     #[serde(default)]
     webhooks: Vec<WebhookConfig>,
@@ -362,6 +367,7 @@ impl Config {
             limits: raw.limits,
             events: raw.events,
             cors: raw.cors,
+            branding: raw.branding,
             plugins: raw.plugins,
             webhooks: raw.webhooks,
         };
@@ -371,6 +377,10 @@ impl Config {
         config
             .cors
             .normalize()
+            .map_err(|(key, msg)| invalid(&key, msg))?;
+        config
+            .branding
+            .resolve(base_dir)
             .map_err(|(key, msg)| invalid(&key, msg))?;
         for (id, plugin) in &mut config.plugins {
             plugin

@@ -3,7 +3,9 @@
 pub mod admin;
 pub mod assets;
 pub mod auth;
+pub mod branding;
 pub mod cors;
+pub mod dashboard;
 pub mod limits;
 pub mod manual;
 pub mod openapi;

@@ -7,7 +7,7 @@ use std::num::NonZeroU32;
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
-use actix_web::{web, Error, ResponseError};
+use actix_web::{web, Error, HttpRequest, ResponseError};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use crate::config::LimitsConfig;
@@ -34,6 +34,11 @@ impl Limits {
     /// right-most `X-Forwarded-For` entry that is not itself a trusted proxy (entries further
     /// left are written by the client and cannot be believed).
     pub fn client_ip(&self, req: &ServiceRequest) -> Option<IpAddr> {
+        self.client_ip_of(req.request())
+    }
+
+    /// [`Limits::client_ip`] for a handler's request.
+    pub fn client_ip_of(&self, req: &HttpRequest) -> Option<IpAddr> {
         let peer = req.peer_addr().map(|a| a.ip())?;
         if !self.trusted_proxies.contains(&peer) {
             return Some(peer);
