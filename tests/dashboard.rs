@@ -111,6 +111,9 @@ impl Dash {
     }
 }
 
+/// Name-value pairs: form fields or request headers.
+type Fields<'a> = Vec<(&'a str, &'a str)>;
+
 fn status_of(server: &Server, id: &str) -> String {
     server.admin().connection(id)["status"]
         .as_str()
@@ -275,7 +278,8 @@ fn forms_without_the_token_or_from_elsewhere_are_refused_and_change_nothing() {
     let other = sign_in(&server);
     let revoke = format!("/admin/connections/{id}/revoke");
     let good = dash.csrf.as_str();
-    let cases: Vec<(Vec<(&str, &str)>, Vec<(&str, &str)>)> = vec![
+    // (form fields, request headers)
+    let cases: Vec<(Fields, Fields)> = vec![
         (vec![], vec![("origin", &server.base)]),
         (vec![("csrf", "")], vec![("origin", &server.base)]),
         (
