@@ -90,7 +90,7 @@ impl Admin {
         }
     }
 
-    /// Runs a handler's body and renders its error, if any, with the brand.
+    /// A handler's outcome, its error (if any) rendered with the brand.
     pub fn respond(&self, result: Result<HttpResponse, DashError>) -> HttpResponse {
         result.unwrap_or_else(|e| e.render(&self.state.branding))
     }
