@@ -3,9 +3,7 @@
 pub mod admin;
 pub mod assets;
 pub mod auth;
-pub mod branding;
 pub mod cors;
-pub mod dashboard;
 pub mod limits;
 pub mod manual;
 pub mod openapi;
@@ -17,6 +15,11 @@ pub mod sandbox;
 pub mod sessions;
 pub mod tenants;
 pub mod webhooks;
+
+// The pages people see besides the connect flow: the admin dashboard, and the branding shared by
+// every page.
+pub mod branding;
+pub mod dashboard;
 
 /// RFC 3339 in UTC, the form every timestamp takes on the wire.
 pub fn rfc3339(ts: i64) -> String {

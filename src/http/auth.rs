@@ -79,8 +79,10 @@ pub async fn require_admin(
     };
     let refusal = match &principal {
         None => {
-            let allowed =
-                state.is_none_or(|s| s.limits.failed_auth_allowed(s.limits.client_ip(&req)));
+            let allowed = state.is_none_or(|s| {
+                s.limits
+                    .failed_auth_allowed(s.limits.client_ip(req.request()))
+            });
             Some(if allowed {
                 AppError::Unauthorized
             } else {

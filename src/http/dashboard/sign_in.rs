@@ -91,7 +91,7 @@ pub async fn submit(
         tracing::warn!("dashboard sign-in form refused: bad origin or CSRF token");
         return DashError::Forbidden.render(&state.branding);
     }
-    let ip = state.limits.client_ip_of(&req);
+    let ip = state.limits.client_ip(&req);
     let now = Instant::now();
     // A locked-out address learns nothing, not even whether its key was right.
     if state.dashboard.locked(ip, now) {
