@@ -9,6 +9,7 @@ use crate::http::{
     admin, assets, audit_log, auth, backup, cors, limits, manual, openapi, pages, plugins, popup,
     proxy, sandbox, scrape, sessions, tenants, webhooks,
 };
+use crate::http::{branding, dashboard};
 use crate::state::AppState;
 
 /// Security headers on every response (S7): no third-party sources, no framing, no referrer,
@@ -79,6 +80,9 @@ pub fn build_app(
         .route("/openapi.json", web::get().to(openapi::serve))
         .route("/metrics", web::get().to(scrape::serve))
         .route("/assets/{file}", web::get().to(assets::serve))
+        .route("/branding/logo", web::get().to(branding::logo))
+        .route("/branding/style.css", web::get().to(branding::stylesheet))
+        .configure(dashboard::configure)
         .route("/connect.js", web::get().to(popup::connect_js))
         .route("/connect/opener.js", web::get().to(popup::opener_js))
         .route("/connect/result", web::get().to(pages::result))

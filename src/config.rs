@@ -1,6 +1,7 @@
 //! Typed configuration: parsed strictly from one TOML file, then validated with messages that name
 //! the file, the key and what is expected.
 
+mod branding;
 mod cors;
 mod ops;
 mod plugin;
@@ -14,6 +15,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use url::Url;
 
+pub use branding::{BrandingConfig, Logo, DEFAULT_ACCENT, DEFAULT_NAME, MAX_LOGO_BYTES};
 pub use cors::CorsConfig;
 pub use ops::{AuditConfig, MetricsConfig};
 pub use plugin::{secret_env_name, valid_scope, AuthKind, AuthMethod, PluginConfig, ProviderKind};
@@ -56,6 +58,7 @@ pub struct Config {
     pub metrics: MetricsConfig,
     pub audit: AuditConfig,
     pub cors: CorsConfig,
+    pub branding: BrandingConfig,
     pub plugins: BTreeMap<String, PluginConfig>,
     pub webhooks: Vec<WebhookConfig>,
 }
@@ -283,6 +286,8 @@ struct RawConfig {
     #[serde(default)]
     cors: CorsConfig,
     #[serde(default)]
+    branding: BrandingConfig,
+    #[serde(default)]
     plugins: BTreeMap<String, PluginConfig>,
     #[serde(default)]
     webhooks: Vec<WebhookConfig>,
@@ -384,6 +389,7 @@ impl Config {
             metrics: raw.metrics,
             audit: raw.audit,
             cors: raw.cors,
+            branding: raw.branding,
             plugins: raw.plugins,
             webhooks: raw.webhooks,
         };
@@ -398,6 +404,10 @@ impl Config {
         config
             .cors
             .normalize()
+            .map_err(|(key, msg)| invalid(&key, msg))?;
+        config
+            .branding
+            .resolve(base_dir)
             .map_err(|(key, msg)| invalid(&key, msg))?;
         for (id, plugin) in &mut config.plugins {
             plugin

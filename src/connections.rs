@@ -4,6 +4,7 @@
 mod callback;
 pub mod events;
 mod flow;
+mod history;
 mod import;
 pub mod model;
 mod proxy;
@@ -22,6 +23,7 @@ use model::{Connection, Status};
 
 pub use callback::{CallbackOutcome, CallbackParams};
 pub use flow::{check_tenant_id, url_under, AuthorizeStart, LinkCreated, LinkRequest, LinkView};
+pub use history::EventPage;
 pub use import::ImportRequest;
 pub use proxy::{ProxyBody, ProxyRequest};
 pub use tenant::TenantConnection;

@@ -19,6 +19,11 @@ pub mod sessions;
 pub mod tenants;
 pub mod webhooks;
 
+// The pages people see besides the connect flow: the admin dashboard, and the branding shared by
+// every page.
+pub mod branding;
+pub mod dashboard;
+
 /// RFC 3339 in UTC, the form every timestamp takes on the wire.
 pub fn rfc3339(ts: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(ts)

@@ -158,6 +158,8 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         cors: Arc::new(crate::http::cors::Cors::new(
             config.cors.allowed_origins.clone(),
         )),
+        branding: Arc::new(crate::http::branding::Branding::new(&config.branding)),
+        dashboard: Arc::default(),
     };
     let sweeper = Arc::clone(&state.connections);
     let sweeper_limits = Arc::clone(&state.limits);

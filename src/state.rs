@@ -5,7 +5,9 @@ use std::sync::Arc;
 use subtle::ConstantTimeEq;
 
 use crate::connections::Connections;
+use crate::http::branding::Branding;
 use crate::http::cors::Cors;
+use crate::http::dashboard;
 use crate::http::limits::Limits;
 use crate::sandbox::Sandbox;
 use crate::sessions::SessionKey;
@@ -27,6 +29,10 @@ pub struct AppState {
     pub webhooks: Arc<Webhooks>,
     /// `[cors] allowed_origins`: browser access to `/v1` and connect popups.
     pub cors: Arc<Cors>,
+    /// `[branding]`, shown by every page layout.
+    pub branding: Arc<Branding>,
+    /// Signed-in dashboard sessions (in memory).
+    pub dashboard: Arc<dashboard::Sessions>,
 }
 
 impl AppState {

@@ -8,6 +8,7 @@ use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use askama::Template;
 use serde::Deserialize;
 
+use super::branding::Branding;
 use crate::connections::CallbackParams;
 use crate::error::AppError;
 use crate::state::AppState;
@@ -15,6 +16,7 @@ use crate::state::AppState;
 #[derive(Template)]
 #[template(path = "connect.html")]
 struct ConnectPage<'a> {
+    brand: &'a Branding,
     plugin_name: &'a str,
     scopes: &'a [String],
     authorize_href: &'a str,
@@ -24,13 +26,17 @@ struct ConnectPage<'a> {
 #[derive(Template)]
 #[template(path = "result.html")]
 struct ResultPage<'a> {
+    brand: &'a Branding,
     title: &'a str,
     message: &'a str,
+    /// `[branding] success_redirect_url`, offered as a "Continue" button.
+    continue_url: Option<&'a str>,
 }
 
 #[derive(Template)]
 #[template(path = "error.html")]
 pub struct ErrorPage<'a> {
+    pub brand: &'a Branding,
     pub title: &'a str,
     pub code: &'a str,
     pub message: &'a str,
@@ -59,6 +65,13 @@ impl ResponseError for PageError {
     }
 
     fn error_response(&self) -> HttpResponse {
+        self.render(&Branding::default())
+    }
+}
+
+impl PageError {
+    /// The error page with the brand (handlers use this; `error_response` has no state).
+    pub fn render(&self, brand: &Branding) -> HttpResponse {
         let (status, code) = self.0.status_and_code();
         if status.is_server_error() {
             tracing::error!(%code, error = %self.0, "page failed");
@@ -76,6 +89,7 @@ impl ResponseError for PageError {
         render_page(
             status,
             &ErrorPage {
+                brand,
                 title,
                 code,
                 message: &self.0.public_message(),
@@ -115,28 +129,38 @@ pub async fn healthz(state: web::Data<AppState>) -> HttpResponse {
     }
 }
 
-pub async fn connect_page(
-    state: web::Data<AppState>,
-    token: web::Path<String>,
-) -> Result<HttpResponse, PageError> {
-    let view = state.connections.view_link(&token).await?;
-    let href = format!("{}/authorize", token.as_str());
-    Ok(render_page(
-        StatusCode::OK,
-        &ConnectPage {
-            plugin_name: &view.plugin_name,
-            scopes: &view.scopes,
-            authorize_href: &href,
-            expires_at: super::rfc3339(view.expires_at),
-        },
-    ))
+/// A handler's outcome, its error rendered with the brand.
+fn branded(state: &AppState, result: Result<HttpResponse, PageError>) -> HttpResponse {
+    result.unwrap_or_else(|e| e.render(&state.branding))
 }
 
-pub async fn authorize(
-    state: web::Data<AppState>,
-    token: web::Path<String>,
-) -> Result<HttpResponse, PageError> {
-    let start = state.connections.start_authorize(&token).await?;
+pub async fn connect_page(state: web::Data<AppState>, token: web::Path<String>) -> HttpResponse {
+    let result = async {
+        let view = state.connections.view_link(&token).await?;
+        let href = format!("{}/authorize", token.as_str());
+        Ok(render_page(
+            StatusCode::OK,
+            &ConnectPage {
+                brand: &state.branding,
+                plugin_name: &view.plugin_name,
+                scopes: &view.scopes,
+                authorize_href: &href,
+                expires_at: super::rfc3339(view.expires_at),
+            },
+        ))
+    }
+    .await;
+    branded(&state, result)
+}
+
+pub async fn authorize(state: web::Data<AppState>, token: web::Path<String>) -> HttpResponse {
+    match state.connections.start_authorize(&token).await {
+        Ok(start) => authorize_redirect(&state, start),
+        Err(e) => PageError::from(e).render(&state.branding),
+    }
+}
+
+fn authorize_redirect(state: &AppState, start: crate::connections::AuthorizeStart) -> HttpResponse {
     let cookie = Cookie::build(start.cookie_name, start.cookie_value)
         .path("/")
         .http_only(true)
@@ -145,10 +169,10 @@ pub async fn authorize(
         .secure(state.connections.settings().secure_cookies)
         .max_age(CookieDuration::seconds(start.cookie_max_age))
         .finish();
-    Ok(HttpResponse::Found()
+    HttpResponse::Found()
         .insert_header((header::LOCATION, start.authorize_url.as_str()))
         .cookie(cookie)
-        .finish())
+        .finish()
 }
 
 #[derive(Deserialize)]
@@ -160,14 +184,22 @@ pub struct ResultQuery {
 
 /// The end of a flow without a `redirect_url`. Only shows what its query says; it reveals and
 /// changes nothing (anyone can open it).
-pub async fn result(query: web::Query<ResultQuery>) -> HttpResponse {
+pub async fn result(state: web::Data<AppState>, query: web::Query<ResultQuery>) -> HttpResponse {
     let q = query.into_inner();
+    let brand = &state.branding;
     if q.status.as_deref() == Some("connected") {
+        let continue_url = brand.success_redirect_url.as_deref();
         return render_page(
             StatusCode::OK,
             &ResultPage {
+                brand,
                 title: "Connected",
-                message: "Your account is connected. You can close this window.",
+                message: if continue_url.is_some() {
+                    "Your account is connected."
+                } else {
+                    "Your account is connected. You can close this window."
+                },
+                continue_url,
             },
         );
     }
@@ -182,6 +214,7 @@ pub async fn result(query: web::Query<ResultQuery>) -> HttpResponse {
     render_page(
         StatusCode::OK,
         &ErrorPage {
+            brand,
             title: "The connection was not completed",
             code: if code.is_empty() { "provider_error" } else { &code },
             message: "The provider did not grant access. You can close this window and try again from the application.",
@@ -203,8 +236,16 @@ pub async fn callback(
     req: HttpRequest,
     state: web::Data<AppState>,
     query: web::Query<CallbackQuery>,
+) -> HttpResponse {
+    let result = complete_callback(&req, &state, query.into_inner()).await;
+    branded(&state, result)
+}
+
+async fn complete_callback(
+    req: &HttpRequest,
+    state: &AppState,
+    q: CallbackQuery,
 ) -> Result<HttpResponse, PageError> {
-    let q = query.into_inner();
     let cookie_name = q
         .state
         .as_deref()

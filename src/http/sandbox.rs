@@ -6,6 +6,7 @@ use askama::Template;
 use base64::Engine;
 use serde::Deserialize;
 
+use super::branding::Branding;
 use super::pages::ErrorPage;
 use crate::sandbox::{AuthorizeQuery, IssuedTokens, SandboxError};
 use crate::state::AppState;
@@ -25,6 +26,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 #[derive(Template)]
 #[template(path = "sandbox_authorize.html")]
 struct AuthorizePage<'a> {
+    brand: &'a Branding,
     client_id: &'a str,
     scope: &'a str,
     request_id: &'a str,
@@ -39,10 +41,11 @@ fn html(status: StatusCode, page: &impl Template) -> HttpResponse {
     }
 }
 
-fn bad_request(message: &str) -> HttpResponse {
+fn bad_request(brand: &Branding, message: &str) -> HttpResponse {
     html(
         StatusCode::BAD_REQUEST,
         &ErrorPage {
+            brand,
             title: "Sandbox provider: invalid request",
             code: "invalid_request",
             message,
@@ -82,13 +85,14 @@ async fn authorize_page(
         Ok((id, request)) => html(
             StatusCode::OK,
             &AuthorizePage {
+                brand: &state.branding,
                 client_id: &request.client_id,
                 scope: &request.scope,
                 request_id: &id,
             },
         ),
-        Err(SandboxError::BadRequest(m)) => bad_request(m),
-        Err(_) => bad_request("invalid request"),
+        Err(SandboxError::BadRequest(m)) => bad_request(&state.branding, m),
+        Err(_) => bad_request(&state.branding, "invalid request"),
     }
 }
 
@@ -111,7 +115,7 @@ async fn decide(state: web::Data<AppState>, form: web::Form<Decision>) -> HttpRe
     ) {
         Ok((request, code)) => {
             let Ok(mut url) = url::Url::parse(&request.redirect_uri) else {
-                return bad_request("invalid redirect_uri");
+                return bad_request(&state.branding, "invalid redirect_uri");
             };
             {
                 let mut q = url.query_pairs_mut();
@@ -131,8 +135,8 @@ async fn decide(state: web::Data<AppState>, form: web::Form<Decision>) -> HttpRe
                 .insert_header((header::LOCATION, url.as_str()))
                 .finish()
         }
-        Err(SandboxError::BadRequest(m)) => bad_request(m),
-        Err(_) => bad_request("invalid request"),
+        Err(SandboxError::BadRequest(m)) => bad_request(&state.branding, m),
+        Err(_) => bad_request(&state.branding, "invalid request"),
     }
 }
 
