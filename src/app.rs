@@ -6,8 +6,8 @@ use actix_web::{middleware, web, App};
 
 use crate::error::AppError;
 use crate::http::{
-    admin, assets, auth, cors, limits, manual, openapi, pages, plugins, popup, proxy, sandbox,
-    sessions, tenants, webhooks,
+    admin, assets, audit_log, auth, backup, cors, limits, manual, openapi, pages, plugins, popup,
+    proxy, sandbox, scrape, sessions, tenants, webhooks,
 };
 use crate::state::AppState;
 
@@ -77,6 +77,7 @@ pub fn build_app(
         .route("/readyz", web::get().to(pages::healthz))
         .route("/livez", web::get().to(pages::livez))
         .route("/openapi.json", web::get().to(openapi::serve))
+        .route("/metrics", web::get().to(scrape::serve))
         .route("/assets/{file}", web::get().to(assets::serve))
         .route("/connect.js", web::get().to(popup::connect_js))
         .route("/connect/opener.js", web::get().to(popup::opener_js))
@@ -89,11 +90,14 @@ pub fn build_app(
         .route("/oauth/callback", web::get().to(pages::callback))
         .service(
             web::scope("/v1")
+                .wrap(middleware::from_fn(audit_log::record))
                 .wrap(middleware::from_fn(auth::require_admin))
                 // Outside auth: preflights carry no key.
                 .wrap(middleware::from_fn(cors::cors))
                 .route("/links", web::post().to(admin::create_link))
                 .route("/links/resolve", web::post().to(manual::resolve))
+                .route("/audit", web::get().to(audit_log::list))
+                .route("/backup", web::get().to(backup::download))
                 .route("/tenant-sessions", web::post().to(sessions::create))
                 .route("/oauth/callback", web::post().to(manual::callback))
                 .route("/plugins", web::get().to(plugins::list_plugins))

@@ -5,6 +5,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod backup;
+
 use crate::config::Config;
 use crate::vault::{generate_identity_file, load_identity, RedbStore};
 
@@ -48,6 +50,24 @@ pub enum Command {
     /// Rotate the data key (the server must be stopped): new values use a fresh key, every stored
     /// value is re-encrypted in batches (stop and rerun to resume), then the old key is dropped.
     RotateDataKey,
+    /// Write a consistent backup of the database to OUT (a new file). Works while the appliance
+    /// runs (through its `GET /v1/backup`, with an admin key from the config or
+    /// CONNECT_APPLIANCE_ADMIN_KEY) or is stopped. The backup stays encrypted: it restores only
+    /// with the same identity file.
+    Backup {
+        #[arg(long)]
+        out: PathBuf,
+        /// Base URL of the running appliance (default: `server.public_url`, else the `listen`
+        /// address).
+        #[arg(long)]
+        url: Option<String>,
+    },
+    /// Put a backup in place of the database (the appliance must be stopped). The backup must
+    /// open with the configured identity; the previous database is kept beside it.
+    Restore {
+        #[arg(long)]
+        from: PathBuf,
+    },
     /// Write a ready config (random admin key, sandbox enabled) and a fresh identity into DIR.
     Init {
         #[arg(long, default_value = ".")]
@@ -62,6 +82,8 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Init { dir } => init(&dir),
         Command::RotateKey { new_identity } => rotate_key(&cli.config, &new_identity),
         Command::RotateDataKey => rotate_data_key(&cli.config),
+        Command::Backup { out, url } => backup::backup(&cli.config, &out, url.as_deref()),
+        Command::Restore { from } => backup::restore(&cli.config, &from),
     }
 }
 

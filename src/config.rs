@@ -2,6 +2,7 @@
 //! the file, the key and what is expected.
 
 mod cors;
+mod ops;
 mod plugin;
 mod webhooks;
 
@@ -14,6 +15,7 @@ use sha2::{Digest, Sha256};
 use url::Url;
 
 pub use cors::CorsConfig;
+pub use ops::{AuditConfig, MetricsConfig};
 pub use plugin::{secret_env_name, valid_scope, AuthKind, AuthMethod, PluginConfig, ProviderKind};
 pub use webhooks::{webhook_secret_env_name, WebhookConfig};
 
@@ -51,6 +53,8 @@ pub struct Config {
     pub refresh: RefreshConfig,
     pub limits: LimitsConfig,
     pub events: EventsConfig,
+    pub metrics: MetricsConfig,
+    pub audit: AuditConfig,
     pub cors: CorsConfig,
     pub plugins: BTreeMap<String, PluginConfig>,
     pub webhooks: Vec<WebhookConfig>,
@@ -262,6 +266,10 @@ struct RawConfig {
     #[serde(default)]
     events: EventsConfig,
     #[serde(default)]
+    metrics: MetricsConfig,
+    #[serde(default)]
+    audit: AuditConfig,
+    #[serde(default)]
     cors: CorsConfig,
     #[serde(default)]
     plugins: BTreeMap<String, PluginConfig>,
@@ -361,6 +369,8 @@ impl Config {
             refresh: raw.refresh,
             limits: raw.limits,
             events: raw.events,
+            metrics: raw.metrics,
+            audit: raw.audit,
             cors: raw.cors,
             plugins: raw.plugins,
             webhooks: raw.webhooks,
@@ -460,6 +470,12 @@ impl Config {
             return Err(invalid(
                 "limits",
                 "public_requests_per_minute and failed_auth_per_minute must be at least 1".into(),
+            ));
+        }
+        if self.audit.retention_days == 0 {
+            return Err(invalid(
+                "audit.retention_days",
+                "expected at least 1 day".into(),
             ));
         }
         if !(1..=64).contains(&self.refresh.per_plugin_concurrency) {

@@ -95,7 +95,13 @@ pub struct Connections {
     /// One async lock per connection being refreshed or revoked (single flight).
     in_flight: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     scheduler: scheduler::SchedulerState,
+    /// Connection counts for `/metrics`, recomputed at most every [`COUNTS_TTL`].
+    counts: tokio::sync::Mutex<Option<(std::time::Instant, Counts)>>,
 }
+
+/// (plugin, status, how many).
+pub type Counts = Vec<(String, String, u64)>;
+const COUNTS_TTL: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// A page of connections and the cursor for the next one.
 pub struct Page {
@@ -117,6 +123,7 @@ impl Connections {
             settings,
             in_flight: Mutex::new(HashMap::new()),
             scheduler: scheduler::SchedulerState::default(),
+            counts: tokio::sync::Mutex::new(None),
         }
     }
 
@@ -222,6 +229,24 @@ impl Connections {
 
     pub async fn check(&self) -> Result<(), ConnectError> {
         self.blocking(|s| s.check()).await
+    }
+
+    /// A consistent snapshot of the whole store in a new file next to it (for `GET /v1/backup`).
+    pub async fn snapshot(&self) -> Result<std::path::PathBuf, ConnectError> {
+        self.blocking(|s| s.backup_to(None)).await
+    }
+
+    /// Connections per (plugin, status), cached: scrapes every few seconds must not rescan.
+    pub async fn counts(&self) -> Result<Counts, ConnectError> {
+        let mut cached = self.counts.lock().await;
+        if let Some((at, counts)) = cached.as_ref() {
+            if at.elapsed() < COUNTS_TTL {
+                return Ok(counts.clone());
+            }
+        }
+        let counts = self.blocking(|s| s.connection_counts()).await?;
+        *cached = Some((std::time::Instant::now(), counts.clone()));
+        Ok(counts)
     }
 
     fn lock_for(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {

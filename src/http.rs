@@ -2,7 +2,9 @@
 
 pub mod admin;
 pub mod assets;
+pub mod audit_log;
 pub mod auth;
+pub mod backup;
 pub mod cors;
 pub mod limits;
 pub mod manual;
@@ -12,6 +14,7 @@ pub mod plugins;
 pub mod popup;
 pub mod proxy;
 pub mod sandbox;
+pub mod scrape;
 pub mod sessions;
 pub mod tenants;
 pub mod webhooks;

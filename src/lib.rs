@@ -2,12 +2,14 @@
 //! binary. `main.rs` only parses the command line; everything else starts here.
 
 pub mod app;
+pub mod audit;
 pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod connections;
 pub mod error;
 pub mod http;
+pub mod metrics;
 pub mod oauth;
 pub mod sandbox;
 pub mod server;

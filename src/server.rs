@@ -125,6 +125,8 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
     let webhooks = Webhooks::new(store.clone(), &config.webhooks, store.events_written())?
         .start(i64::from(config.events.retention_days) * 86_400)
         .await?;
+    let audit_store: Arc<dyn crate::vault::AuditStore> = store.clone();
+    let (auditor, audit_writer) = crate::audit::Auditor::start(Arc::clone(&audit_store));
     let connections = Connections::new(
         store,
         providers,
@@ -139,6 +141,9 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         max_body_bytes: config.server.max_body_bytes,
         webhooks,
         sessions: Arc::new(SessionKey::new(session_secret)),
+        metrics: config.metrics.clone(),
+        auditor,
+        audit_store: Arc::clone(&audit_store),
         cors: Arc::new(crate::http::cors::Cors::new(
             config.cors.allowed_origins.clone(),
         )),
@@ -146,6 +151,7 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
     let sweeper = Arc::clone(&state.connections);
     let sweeper_limits = Arc::clone(&state.limits);
     let retention = i64::from(config.events.retention_days) * 86_400;
+    let audit_retention = i64::from(config.audit.retention_days) * 86_400;
     actix_web::rt::spawn(async move {
         let mut tick = actix_web::rt::time::interval(Duration::from_secs(300));
         loop {
@@ -153,6 +159,13 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
             sweeper_limits.sweep();
             if let Err(e) = sweeper.sweep_events(retention).await {
                 tracing::warn!(error = %e, "sweeping old events failed");
+            }
+            let store = Arc::clone(&audit_store);
+            let before = crate::connections::model::now() - audit_retention;
+            match tokio::task::spawn_blocking(move || store.sweep_audit(before)).await {
+                Ok(Err(e)) => tracing::warn!(error = %e, "sweeping old audit records failed"),
+                Err(e) => tracing::warn!(error = %e, "the audit sweep panicked"),
+                Ok(Ok(_)) => {}
             }
             match sweeper.sweep().await {
                 Ok(0) => {}
@@ -188,6 +201,13 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
     tracing::info!(%public_url, "serving");
     println!("listening on http://{bound}");
     server.await?;
+    // Every request handler is gone, so the audit queue is closed: let it write what it holds.
+    if tokio::time::timeout(Duration::from_secs(10), audit_writer)
+        .await
+        .is_err()
+    {
+        tracing::warn!("the audit log was not flushed within 10 s");
+    }
     tracing::info!("stopped");
     Ok(())
 }

@@ -19,6 +19,9 @@ pub struct AppState {
     pub sandbox: Option<Arc<Sandbox>>,
     pub limits: Arc<Limits>,
     pub max_body_bytes: usize,
+    pub metrics: crate::config::MetricsConfig,
+    pub auditor: crate::audit::Auditor,
+    pub audit_store: Arc<dyn crate::vault::AuditStore>,
     /// Signs and checks tenant sessions.
     pub sessions: Arc<SessionKey>,
     pub webhooks: Arc<Webhooks>,

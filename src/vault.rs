@@ -1,16 +1,18 @@
 //! The vault: the age identity (key-encryption key), envelope encryption of every stored value,
 //! and the typed store behind which the database sits.
 
+pub mod audit;
 mod crypto;
 mod identity;
 mod outbox;
 mod redb_store;
 mod store;
 
+pub use audit::AuditStore;
 pub use crypto::{random_bytes, Keyring};
 pub use identity::{generate_identity_file, load_identity};
 pub use outbox::{Enqueued, WebhookStore};
-pub use redb_store::{Opened, RedbStore};
+pub use redb_store::{verify_backup, Opened, RedbStore};
 pub use store::{ConnectionFilter, CredentialsUpdate, Store};
 
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +25,8 @@ pub enum VaultError {
     WrongIdentity,
     #[error("the identity file {path} does not open the database {db} (wrong identity file?); use the identity this database was created with")]
     WrongIdentityFile { path: String, db: String },
+    #[error("the database {db} is in use by another process (a running appliance?)")]
+    InUse { db: String },
     #[error("encryption error: {0}")]
     Crypto(String),
     #[error("storage error: {0}")]

@@ -247,6 +247,12 @@ impl Connections {
             })
             .await?;
         if finished {
+            let outcome = if connection.last_error.is_none() {
+                "connected"
+            } else {
+                "failed"
+            };
+            crate::metrics::metrics().connect_completed(&connection.plugin, outcome);
             Ok(())
         } else {
             // Two attempts from one link raced; the other one completed it first.

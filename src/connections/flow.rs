@@ -130,6 +130,7 @@ impl Connections {
         let conn = connection.clone();
         self.blocking(move |s| s.create_link(&hash, &stored, &conn))
             .await?;
+        crate::metrics::metrics().link_created(&link.plugin);
         Ok(LinkCreated {
             connect_url: crate::oauth::join(
                 &self.settings.public_url,

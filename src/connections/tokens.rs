@@ -3,6 +3,7 @@
 
 use super::model::{now, Connection, Status, Timestamp, TokenSet};
 use super::{ConnectError, Connections};
+use crate::metrics::metrics;
 use crate::oauth::{is_grant_dead, OAuthError};
 use crate::vault::CredentialsUpdate;
 
@@ -111,18 +112,21 @@ impl Connections {
                 .await?;
                 self.scheduler.succeeded(&connection.id);
                 tracing::info!(connection = %connection.id, plugin = %connection.plugin, "token refreshed");
+                metrics().refresh(&connection.plugin, "refreshed");
                 Ok(AccessTokenView::from(&new_tokens))
             }
             Err(OAuthError::Rejected { code, description }) if is_grant_dead(&code) => {
                 let message =
                     description.unwrap_or_else(|| "the provider rejected the refresh token".into());
                 tracing::warn!(connection = %connection.id, plugin = %connection.plugin, %code, "refresh rejected; connection expired");
+                metrics().refresh(&connection.plugin, "expired");
                 self.expire(connection, &code, &message).await?;
                 Err(ConnectError::ConnectionExpired(code))
             }
             Err(e) => {
                 // Transient (or a provider misbehaving): the connection stays connected.
                 tracing::warn!(connection = %connection.id, plugin = %connection.plugin, error = %e, "refresh failed");
+                metrics().refresh(&connection.plugin, "transient_failure");
                 if self.scheduler.failed(&connection.id, now(), e.to_string()) {
                     self.record_refresh_failure(&connection.id, failure_code(&e))
                         .await;

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::auth::Principal;
 use super::rfc3339;
+use crate::audit::AuditTarget;
 use crate::connections::model::{Connection, Status};
 use crate::connections::{ImportRequest, LinkRequest, RevokeOutcome};
 use crate::error::{AppError, ErrorBody};
@@ -85,6 +86,8 @@ pub async fn create_link(
                 .json(serde_json::json!({"connected": true, "connection_id": c.id})));
         }
     }
+    let target_tenant = tenant_id.clone();
+    let plugin = body.plugin.clone();
     let created = state
         .connections
         .create_link(LinkRequest {
@@ -98,12 +101,13 @@ pub async fn create_link(
             shared: body.shared,
         })
         .await?;
-    Ok(HttpResponse::Created().json(LinkResponse {
+    let target = AuditTarget::new(&created.connection_id, &target_tenant, &plugin);
+    Ok(target.attach(HttpResponse::Created().json(LinkResponse {
         link_token: created.link_token,
         connect_url: created.connect_url.to_string(),
         expires_at: rfc3339(created.expires_at),
         connection_id: created.connection_id,
-    }))
+    })))
 }
 
 /// A connection as the API shows it: never any token.
@@ -224,7 +228,8 @@ pub async fn import_connection(
             scopes: c.scopes,
         })
         .await?;
-    Ok(HttpResponse::Created().json(ConnectionView::from(connection)))
+    let target = AuditTarget::new(&connection.id, &connection.tenant_id, &connection.plugin);
+    Ok(target.attach(HttpResponse::Created().json(ConnectionView::from(connection))))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]

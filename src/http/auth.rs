@@ -79,8 +79,10 @@ pub async fn require_admin(
     };
     let refusal = match &principal {
         None => {
-            let allowed =
-                state.is_none_or(|s| s.limits.failed_auth_allowed(s.limits.client_ip(&req)));
+            let allowed = state.is_none_or(|s| {
+                s.limits
+                    .failed_auth_allowed(s.limits.client_ip(req.request()))
+            });
             Some(if allowed {
                 AppError::Unauthorized
             } else {
@@ -141,6 +143,12 @@ pub async fn log_request(
         .request()
         .match_pattern()
         .unwrap_or_else(|| "<unmatched>".into());
+    crate::metrics::metrics().http(
+        method.as_str(),
+        &route,
+        res.status().as_u16(),
+        start.elapsed().as_secs_f64(),
+    );
     if route != "/healthz" && route != "/readyz" {
         tracing::info!(target: "http", %request_id, %method, %route, status = res.status().as_u16(), ms = start.elapsed().as_millis() as u64, "request");
     }

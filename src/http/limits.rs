@@ -33,7 +33,7 @@ impl Limits {
     /// The client's address: the peer, or, when the peer is a trusted reverse proxy, the
     /// right-most `X-Forwarded-For` entry that is not itself a trusted proxy (entries further
     /// left are written by the client and cannot be believed).
-    pub fn client_ip(&self, req: &ServiceRequest) -> Option<IpAddr> {
+    pub fn client_ip(&self, req: &actix_web::HttpRequest) -> Option<IpAddr> {
         let peer = req.peer_addr().map(|a| a.ip())?;
         if !self.trusted_proxies.contains(&peer) {
             return Some(peer);
@@ -80,7 +80,7 @@ pub async fn limit_public(
         let over = match req.app_data::<web::Data<AppState>>() {
             Some(state) => state
                 .limits
-                .client_ip(&req)
+                .client_ip(req.request())
                 .is_some_and(|ip| state.limits.public.check_key(&ip).is_err()),
             None => false,
         };

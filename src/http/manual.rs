@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::admin::ConnectionView;
 use super::rfc3339;
+use crate::audit::AuditTarget;
 use crate::connections::{CallbackParams, ConnectError};
 use crate::error::{AppError, ErrorBody};
 use crate::state::AppState;
@@ -91,5 +92,7 @@ pub async fn callback(
             ),
         ));
     }
-    Ok(HttpResponse::Ok().json(ConnectionView::from(outcome.connection)))
+    let c = &outcome.connection;
+    let target = AuditTarget::new(&c.id, &c.tenant_id, &c.plugin);
+    Ok(target.attach(HttpResponse::Ok().json(ConnectionView::from(outcome.connection))))
 }

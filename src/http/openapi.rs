@@ -5,7 +5,7 @@ use actix_web::HttpResponse;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{admin, manual, plugins, proxy, sessions, tenants, webhooks};
+use super::{admin, audit_log, backup, manual, plugins, proxy, sessions, tenants, webhooks};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -15,6 +15,8 @@ use super::{admin, manual, plugins, proxy, sessions, tenants, webhooks};
         manual::resolve,
         manual::callback,
         sessions::create,
+        audit_log::list,
+        backup::download,
         admin::import_connection,
         admin::list_connections,
         admin::get_connection,

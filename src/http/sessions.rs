@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::auth::Principal;
 use super::rfc3339;
+use crate::audit::AuditTarget;
 use crate::error::{AppError, ErrorBody};
 use crate::sessions::{DEFAULT_TTL, MAX_TTL};
 use crate::state::AppState;
@@ -49,9 +50,10 @@ pub async fn create(
         ));
     }
     let (token, expires_at) = state.sessions.issue(&body.tenant_id, ttl);
-    Ok(HttpResponse::Created().json(SessionResponse {
+    let target = AuditTarget::new("", &body.tenant_id, "");
+    Ok(target.attach(HttpResponse::Created().json(SessionResponse {
         token,
         tenant_id: body.tenant_id,
         expires_at: rfc3339(expires_at),
-    }))
+    })))
 }

@@ -19,6 +19,8 @@ use super::{generate_identity_file, load_identity, Keyring, VaultError};
 use crate::connections::events::Event;
 use crate::connections::model::{new_id, Connection, Flow, Link, TokenSet};
 
+mod audit;
+mod backup;
 mod group;
 mod index;
 mod outbox;
@@ -27,6 +29,7 @@ mod rotation;
 mod tests;
 mod writes;
 
+pub use backup::verify as verify_backup;
 use group::GroupCommit;
 use writes::Credentials;
 
@@ -54,6 +57,8 @@ const CACHE_BYTES: usize = 32 * 1024 * 1024;
 pub struct RedbStore {
     core: Arc<Core>,
     writer: GroupCommit,
+    /// The database file, for consistent backups.
+    path: std::path::PathBuf,
 }
 
 /// What reads and the writer thread share.
@@ -96,7 +101,12 @@ impl RedbStore {
         let db = Builder::new()
             .set_cache_size(CACHE_BYTES)
             .create(db_path)
-            .map_err(VaultError::storage)?;
+            .map_err(|e| match e {
+                redb::DatabaseError::DatabaseAlreadyOpen => VaultError::InUse {
+                    db: db_path.display().to_string(),
+                },
+                other => VaultError::storage(other),
+            })?;
         let (keyring, opened) = match stored_keyring(&db)? {
             Some((db_id, wrapped)) => {
                 let keyring =
@@ -137,7 +147,8 @@ impl RedbStore {
         index::prepare(&core)?;
         let core = Arc::new(core);
         let writer = GroupCommit::start(Arc::clone(&core))?;
-        Ok((RedbStore { core, writer }, opened))
+        let path = db_path.to_path_buf();
+        Ok((RedbStore { core, writer, path }, opened))
     }
 
     /// Writes `items` as connected connections with their credentials (and their events), in
@@ -394,6 +405,16 @@ impl Store for RedbStore {
 
     fn sweep_expired(&self, flows_before: i64, links_before: i64) -> Result<usize, VaultError> {
         self.core.sweep_expired(flows_before, links_before)
+    }
+
+    fn connection_counts(&self) -> Result<Vec<(String, String, u64)>, VaultError> {
+        self.core.connection_counts()
+    }
+
+    fn backup_to(&self, out: Option<&Path>) -> Result<std::path::PathBuf, VaultError> {
+        let out = out.map_or_else(|| self.snapshot_path(), Path::to_path_buf);
+        self.copy_consistent(&out)?;
+        Ok(out)
     }
 
     fn derived_secret(&self, purpose: &str) -> [u8; 32] {

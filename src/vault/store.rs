@@ -102,6 +102,31 @@ pub trait Store: Send + Sync {
     /// Cheap liveness check of storage and keys.
     fn check(&self) -> Result<(), VaultError>;
 
+    /// How many connections there are per (plugin, status). The default pages through every
+    /// connection; a backend with an index should answer from it.
+    fn connection_counts(&self) -> Result<Vec<(String, String, u64)>, VaultError> {
+        let mut counts = std::collections::BTreeMap::<(String, String), u64>::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page =
+                self.list_connections(&ConnectionFilter::default(), after.as_deref(), 1000)?;
+            for c in &page {
+                *counts
+                    .entry((c.plugin.clone(), c.status.as_str().to_string()))
+                    .or_default() += 1;
+            }
+            match page.last() {
+                Some(last) if page.len() == 1000 => after = Some(last.id.clone()),
+                _ => break,
+            }
+        }
+        Ok(counts.into_iter().map(|((p, s), n)| (p, s, n)).collect())
+    }
+
+    /// Writes a consistent, still-sealed copy of everything to `out` (a new file), or to a new
+    /// file next to the database when `out` is `None`; returns the path.
+    fn backup_to(&self, out: Option<&std::path::Path>) -> Result<std::path::PathBuf, VaultError>;
+
     /// A secret for `purpose` (e.g. signing tenant sessions) derived from the vault's keys:
     /// the same for every process opening this database, never stored, useless without the
     /// identity.

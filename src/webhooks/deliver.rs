@@ -74,6 +74,12 @@ impl Webhooks {
         let outcome = self.send(hook, &delivery).await;
         let jitter = f64::from(random_bytes::<1>()[0]) / 256.0;
         delivery.record(&outcome, now_ms(), hook.policy, jitter);
+        let metric = match delivery.status {
+            DeliveryStatus::Delivered => "delivered",
+            DeliveryStatus::Pending => "retry",
+            DeliveryStatus::Failed => "failed",
+        };
+        crate::metrics::metrics().webhook_attempt(&hook.config.id, metric);
         match delivery.status {
             DeliveryStatus::Delivered => {
                 tracing::debug!(webhook = %hook.config.id, delivery = %delivery.id, "webhook delivered");

@@ -202,6 +202,29 @@ impl Core {
         Ok(out)
     }
 
+    /// Connections per (plugin, status), counted from the index's keys: nothing is opened.
+    pub(super) fn connection_counts(&self) -> Result<Vec<(String, String, u64)>, VaultError> {
+        let txn = self.db.begin_read().map_err(VaultError::storage)?;
+        let index = txn
+            .open_table(CONNECTION_INDEX)
+            .map_err(VaultError::storage)?;
+        let mut counts: Vec<(String, String, u64)> = Vec::new();
+        for entry in index.range("ps/".."ps0").map_err(VaultError::storage)? {
+            let (key, _) = entry.map_err(VaultError::storage)?;
+            let mut parts = key.value()["ps/".len()..].splitn(3, '/');
+            let (Some(plugin), Some(status)) = (parts.next(), parts.next()) else {
+                continue;
+            };
+            // Keys are sorted, so each (plugin, status) is one run.
+            match counts.last_mut() {
+                Some((p, s, n)) if p == plugin && s == status => *n += 1,
+                _ => counts.push((plugin.to_string(), status.to_string(), 1)),
+            }
+        }
+        counts.sort(); // the trait's order: by plugin, then status
+        Ok(counts)
+    }
+
     /// Deletes flows expired before `flows_before` and links expired before `links_before`,
     /// found through the expiry index.
     pub(super) fn sweep_expired(

@@ -3,6 +3,7 @@
 
 use redb::{ReadableTable, TableHandle};
 
+use super::audit::AUDIT;
 use super::{begin_write, Keyring, RedbStore, EVENTS, META, META_KEYRING, SEALED_TABLES};
 use crate::vault::VaultError;
 
@@ -56,8 +57,11 @@ impl RedbStore {
                 break;
             }
         }
-        if done < limit {
-            let mut table = txn.open_table(EVENTS).map_err(VaultError::storage)?;
+        for def in [EVENTS, AUDIT] {
+            if done >= limit {
+                break;
+            }
+            let mut table = txn.open_table(def).map_err(VaultError::storage)?;
             let mut todo = Vec::new();
             for entry in table.iter().map_err(VaultError::storage)? {
                 let (k, v) = entry.map_err(VaultError::storage)?;
@@ -70,8 +74,8 @@ impl RedbStore {
             }
             for (k, v) in &todo {
                 let key = k.to_string();
-                let plain = keyring.open(EVENTS.name(), &key, v)?;
-                let sealed = keyring.seal(EVENTS.name(), &key, &plain)?;
+                let plain = keyring.open(def.name(), &key, v)?;
+                let sealed = keyring.seal(def.name(), &key, &plain)?;
                 table
                     .insert(*k, sealed.as_slice())
                     .map_err(VaultError::storage)?;

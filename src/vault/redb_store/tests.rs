@@ -343,6 +343,19 @@ fn listing_by_plugin_and_status_uses_the_index_and_survives_a_restart() {
     let txn = store.core.db.begin_read().unwrap();
     assert_eq!(txn.open_table(CONNECTION_INDEX).unwrap().len().unwrap(), 87);
     drop(txn);
+    // Counting from the index agrees with counting every row.
+    let all = store
+        .list_connections(&ConnectionFilter::default(), None, usize::MAX)
+        .unwrap();
+    let mut want = std::collections::BTreeMap::new();
+    for c in &all {
+        *want
+            .entry((c.plugin.clone(), c.status.as_str().to_string()))
+            .or_insert(0u64) += 1;
+    }
+    let got: Vec<_> = store.connection_counts().unwrap();
+    let want: Vec<_> = want.into_iter().map(|((p, s), n)| (p, s, n)).collect();
+    assert_eq!(got, want);
     drop(store);
     let store = reopen(&dir);
     assert_listing_matches_full_scan(&store);
