@@ -17,7 +17,7 @@ use serde::{de::DeserializeOwned, Serialize};
 use super::store::{ConnectionFilter, CredentialsUpdate, Store};
 use super::{generate_identity_file, load_identity, Keyring, VaultError};
 use crate::connections::events::Event;
-use crate::connections::model::{new_id, Connection, Flow, Link, TokenSet};
+use crate::connections::model::{new_id, Connection, Flow, Link, Status, TokenSet};
 
 mod audit;
 mod backup;
@@ -323,6 +323,28 @@ impl Store for RedbStore {
 
     fn credentials(&self, id: &str) -> Result<Option<TokenSet>, VaultError> {
         self.core.get(CREDENTIALS, id)
+    }
+
+    fn connection_with_credentials(
+        &self,
+        id: &str,
+    ) -> Result<Option<(Connection, Option<TokenSet>)>, VaultError> {
+        let core = &self.core;
+        let txn = core.db.begin_read().map_err(VaultError::storage)?;
+        let connections = txn.open_table(CONNECTIONS).map_err(VaultError::storage)?;
+        let Some(sealed) = connections.get(id).map_err(VaultError::storage)? else {
+            return Ok(None);
+        };
+        let c: Connection = core.open_value(CONNECTIONS.name(), id, sealed.value())?;
+        if c.status != Status::Connected {
+            return Ok(Some((c, None)));
+        }
+        let credentials = txn.open_table(CREDENTIALS).map_err(VaultError::storage)?;
+        let tokens = match credentials.get(id).map_err(VaultError::storage)? {
+            Some(sealed) => Some(core.open_value(CREDENTIALS.name(), id, sealed.value())?),
+            None => None,
+        };
+        Ok(Some((c, tokens)))
     }
 
     fn put_connection(
