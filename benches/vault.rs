@@ -3,8 +3,8 @@
 
 use criterion::{criterion_group, criterion_main, Criterion};
 
-use connect_appliance::connections::model::{Connection, TokenSet};
-use connect_appliance::vault::{CredentialsUpdate, Keyring, RedbStore, Store};
+use connect_appliance::connections::model::{Connection, Status, TokenSet};
+use connect_appliance::vault::{ConnectionFilter, CredentialsUpdate, Keyring, RedbStore, Store};
 
 fn tokens() -> TokenSet {
     TokenSet {
@@ -60,7 +60,53 @@ fn store(c: &mut Criterion) {
                 .expect("put")
         })
     });
+    // 32 writers at once share commits: the time per iteration is that of 32 durable writes.
+    let conns: Vec<Connection> = (0..32)
+        .map(|i| {
+            let mut c = Connection::new_pending(&format!("tenant-{i}"), "plugin", vec![]);
+            c.mark_connected(&t);
+            c
+        })
+        .collect();
+    group.bench_function("32 concurrent connection writes (group commit)", |b| {
+        b.iter(|| {
+            std::thread::scope(|s| {
+                for c in &conns {
+                    let (store, t) = (&store, &t);
+                    s.spawn(move || {
+                        store
+                            .put_connection(c, CredentialsUpdate::Replace(t))
+                            .expect("put")
+                    });
+                }
+            })
+        })
+    });
     group.finish();
+
+    // Listing one plugin's connected connections among 10,000 of two plugins, through the index.
+    let items: Vec<(Connection, TokenSet)> = (0..10_000)
+        .map(|i| {
+            let plugin = if i % 2 == 0 { "even" } else { "odd" };
+            let mut c = Connection::new_pending(&format!("t-{i}"), plugin, vec![]);
+            c.mark_connected(&t);
+            (c, t.clone())
+        })
+        .collect();
+    store.import_connections(&items).expect("import");
+    let filter = ConnectionFilter {
+        tenant_id: None,
+        plugin: Some("odd".into()),
+        status: Some(Status::Connected),
+    };
+    c.bench_function("store: list 50 by plugin and status of 10,000", |b| {
+        b.iter(|| {
+            store
+                .list_connections(&filter, None, 50)
+                .expect("list")
+                .len()
+        })
+    });
 }
 
 criterion_group!(benches, crypto, store);

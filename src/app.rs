@@ -98,6 +98,13 @@ pub fn build_app(
                 .wrap(middleware::from_fn(auth::require_admin))
                 // Outside auth: preflights carry no key.
                 .wrap(middleware::from_fn(cors::cors))
+                // The hot routes first: dynamic segments are matched by regex, in this order, on
+                // every request (and again by `match_pattern` in the log and audit middleware).
+                .route("/connections/{id}/token", web::get().to(admin::get_token))
+                .route(
+                    "/connections/{id}/proxy/{path:.*}",
+                    web::route().to(proxy::forward),
+                )
                 .route("/links", web::post().to(admin::create_link))
                 .route("/links/resolve", web::post().to(manual::resolve))
                 .route("/audit", web::get().to(audit_log::list))
@@ -114,16 +121,11 @@ pub fn build_app(
                     "/connections/{id}",
                     web::delete().to(admin::delete_connection),
                 )
-                .route("/connections/{id}/token", web::get().to(admin::get_token))
                 .route(
                     "/connections/{id}/revoke",
                     web::post().to(admin::revoke_connection),
                 )
                 .route("/connections/{id}/request", web::post().to(proxy::request))
-                .route(
-                    "/connections/{id}/proxy/{path:.*}",
-                    web::route().to(proxy::forward),
-                )
                 .route(
                     "/tenants/{tenant_id}/plugins/{plugin}/connection",
                     web::get().to(tenants::connection),

@@ -86,12 +86,15 @@ async fn write_batches(store: Arc<dyn AuditStore>, mut rx: mpsc::Receiver<AuditR
         if rx.recv_many(&mut batch, BATCH_MAX).await == 0 {
             return; // closed and drained
         }
-        let deadline = tokio::time::Instant::now() + BATCH_WINDOW;
-        while batch.len() < BATCH_MAX {
-            let room = BATCH_MAX - batch.len();
-            match tokio::time::timeout_at(deadline, rx.recv_many(&mut batch, room)).await {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {}
+        // Sleep out the window, then take what arrived: waiting on the queue instead would
+        // wake this task for every record (a thread switch per audited request).
+        if batch.len() < BATCH_MAX && !rx.is_closed() {
+            tokio::time::sleep(BATCH_WINDOW).await;
+            while batch.len() < BATCH_MAX {
+                match rx.try_recv() {
+                    Ok(record) => batch.push(record),
+                    Err(_) => break,
+                }
             }
         }
         let records = std::mem::take(&mut batch);

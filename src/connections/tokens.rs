@@ -164,19 +164,9 @@ impl Connections {
     async fn connected(&self, id: &str) -> Result<(Connection, TokenSet), ConnectError> {
         let key = id.to_string();
         let (connection, tokens) = self
-            .blocking(move |s| {
-                let Some(c) = s.connection(&key)? else {
-                    return Ok((None, None));
-                };
-                let t = if c.status == Status::Connected {
-                    s.credentials(&key)?
-                } else {
-                    None
-                };
-                Ok((Some(c), t))
-            })
-            .await?;
-        let connection = connection.ok_or(ConnectError::NotFound)?;
+            .blocking(move |s| s.connection_with_credentials(&key))
+            .await?
+            .ok_or(ConnectError::NotFound)?;
         if connection.status != Status::Connected {
             return Err(ConnectError::NotConnected(connection.status));
         }

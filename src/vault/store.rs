@@ -63,6 +63,22 @@ pub trait Store: Send + Sync {
         limit: usize,
     ) -> Result<Vec<Connection>, VaultError>;
     fn credentials(&self, id: &str) -> Result<Option<TokenSet>, VaultError>;
+    /// The connection and, when it is connected, its credentials, read together: the hot path
+    /// of every token fetch and proxied call.
+    fn connection_with_credentials(
+        &self,
+        id: &str,
+    ) -> Result<Option<(Connection, Option<TokenSet>)>, VaultError> {
+        let Some(c) = self.connection(id)? else {
+            return Ok(None);
+        };
+        let t = if c.status == Status::Connected {
+            self.credentials(id)?
+        } else {
+            None
+        };
+        Ok(Some((c, t)))
+    }
     fn put_connection(
         &self,
         connection: &Connection,

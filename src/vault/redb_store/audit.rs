@@ -13,7 +13,7 @@ pub(super) const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audi
 
 impl AuditStore for RedbStore {
     fn append_audit(&self, records: &[AuditRecord]) -> Result<(), VaultError> {
-        let txn = begin_write(&self.db)?;
+        let txn = begin_write(&self.core.db)?;
         {
             let mut table = txn.open_table(AUDIT).map_err(VaultError::storage)?;
             let first = table
@@ -23,7 +23,7 @@ impl AuditStore for RedbStore {
             for (id, record) in (first..).zip(records) {
                 let mut record = record.clone();
                 record.id = id;
-                let sealed = self.seal(AUDIT.name(), &id.to_string(), &record)?;
+                let sealed = self.core.seal(AUDIT.name(), &id.to_string(), &record)?;
                 table
                     .insert(id, sealed.as_slice())
                     .map_err(VaultError::storage)?;
@@ -33,7 +33,7 @@ impl AuditStore for RedbStore {
     }
 
     fn audit(&self, after: u64, limit: usize) -> Result<Vec<AuditRecord>, VaultError> {
-        let txn = self.db.begin_read().map_err(VaultError::storage)?;
+        let txn = self.core.db.begin_read().map_err(VaultError::storage)?;
         let table = match txn.open_table(AUDIT) {
             Ok(t) => t,
             Err(TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
@@ -46,13 +46,16 @@ impl AuditStore for RedbStore {
             .take(limit)
         {
             let (k, v) = entry.map_err(VaultError::storage)?;
-            out.push(self.open_value(AUDIT.name(), &k.value().to_string(), v.value())?);
+            out.push(
+                self.core
+                    .open_value(AUDIT.name(), &k.value().to_string(), v.value())?,
+            );
         }
         Ok(out)
     }
 
     fn sweep_audit(&self, before: Timestamp) -> Result<usize, VaultError> {
-        let txn = begin_write(&self.db)?;
+        let txn = begin_write(&self.core.db)?;
         let mut doomed = Vec::new();
         {
             let mut table = txn.open_table(AUDIT).map_err(VaultError::storage)?;
@@ -64,7 +67,8 @@ impl AuditStore for RedbStore {
             for entry in table.iter().map_err(VaultError::storage)? {
                 let (k, v) = entry.map_err(VaultError::storage)?;
                 let record: AuditRecord =
-                    self.open_value(AUDIT.name(), &k.value().to_string(), v.value())?;
+                    self.core
+                        .open_value(AUDIT.name(), &k.value().to_string(), v.value())?;
                 if record.at >= before || Some(k.value()) == newest {
                     break;
                 }

@@ -35,7 +35,7 @@ impl RedbStore {
         }
         let partial = out.with_extension("partial");
         let copied = {
-            let lock = begin_write(&self.db)?;
+            let lock = begin_write(&self.core.db)?;
             let copied = fs::copy(&self.path, &partial);
             lock.abort().map_err(VaultError::storage)?;
             copied.map_err(|e| VaultError::Storage(format!("copying the database: {e}")))?

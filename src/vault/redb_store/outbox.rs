@@ -29,7 +29,7 @@ const CURSOR: &str = "cursor";
 impl RedbStore {
     /// Signalled whenever events are appended, to wake the webhook dispatcher.
     pub fn events_written(&self) -> Arc<Notify> {
-        Arc::clone(&self.events_written)
+        Arc::clone(&self.core.events_written)
     }
 }
 
@@ -74,7 +74,7 @@ fn cursor_in(txn: &WriteTransaction) -> Result<(u64, bool), VaultError> {
 
 impl WebhookStore for RedbStore {
     fn open_outbox(&self, webhooks: &[String]) -> Result<BTreeMap<String, u64>, VaultError> {
-        let txn = begin_write(&self.db)?;
+        let txn = begin_write(&self.core.db)?;
         cursor_in(&txn)?;
         let mut starts = BTreeMap::new();
         {
@@ -121,7 +121,7 @@ impl WebhookStore for RedbStore {
         route: &dyn Fn(&Event) -> Vec<String>,
         now_ms: i64,
     ) -> Result<Enqueued, VaultError> {
-        let txn = begin_write(&self.db)?;
+        let txn = begin_write(&self.core.db)?;
         let (cursor, created) = cursor_in(&txn)?;
         let mut done = Enqueued::default();
         let mut webhooks = BTreeSet::new();
@@ -136,7 +136,8 @@ impl WebhookStore for RedbStore {
                 }
                 let (k, v) = entry.map_err(VaultError::storage)?;
                 let event: Event =
-                    self.open_value(EVENTS.name(), &k.value().to_string(), v.value())?;
+                    self.core
+                        .open_value(EVENTS.name(), &k.value().to_string(), v.value())?;
                 for webhook in route(&event) {
                     let d = Delivery::new(event.id, &event.kind, &webhook, now_ms);
                     if rows
@@ -177,7 +178,7 @@ impl WebhookStore for RedbStore {
         webhook: &str,
         limit: usize,
     ) -> Result<Vec<Delivery>, VaultError> {
-        let txn = self.db.begin_read().map_err(VaultError::storage)?;
+        let txn = self.core.db.begin_read().map_err(VaultError::storage)?;
         let (Some(schedule), Some(rows)) =
             (read_table!(txn, SCHEDULE), read_table!(txn, DELIVERIES))
         else {
@@ -202,7 +203,7 @@ impl WebhookStore for RedbStore {
     }
 
     fn save_delivery(&self, delivery: &Delivery) -> Result<(), VaultError> {
-        let txn = begin_write(&self.db)?;
+        let txn = begin_write(&self.core.db)?;
         {
             let mut rows = txn.open_table(DELIVERIES).map_err(VaultError::storage)?;
             let mut schedule = txn.open_table(SCHEDULE).map_err(VaultError::storage)?;
@@ -228,7 +229,7 @@ impl WebhookStore for RedbStore {
     }
 
     fn delivery(&self, id: &str) -> Result<Option<Delivery>, VaultError> {
-        let txn = self.db.begin_read().map_err(VaultError::storage)?;
+        let txn = self.core.db.begin_read().map_err(VaultError::storage)?;
         let Some(rows) = read_table!(txn, DELIVERIES) else {
             return Ok(None);
         };
@@ -243,7 +244,7 @@ impl WebhookStore for RedbStore {
         filter: &dyn Fn(&Delivery) -> bool,
     ) -> Result<Vec<Delivery>, VaultError> {
         use std::ops::Bound::{Excluded, Unbounded};
-        let txn = self.db.begin_read().map_err(VaultError::storage)?;
+        let txn = self.core.db.begin_read().map_err(VaultError::storage)?;
         let Some(rows) = read_table!(txn, DELIVERIES) else {
             return Ok(Vec::new());
         };
@@ -267,7 +268,7 @@ impl WebhookStore for RedbStore {
     }
 
     fn sweep_deliveries(&self, before: Timestamp) -> Result<usize, VaultError> {
-        let txn = begin_write(&self.db)?;
+        let txn = begin_write(&self.core.db)?;
         let mut doomed = Vec::new();
         {
             let mut rows = txn.open_table(DELIVERIES).map_err(VaultError::storage)?;
