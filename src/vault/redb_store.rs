@@ -5,9 +5,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use redb::{
-    Database, ReadableDatabase, ReadableTable, TableDefinition, TableHandle, WriteTransaction,
-};
+use redb::{Database, ReadableTable, TableDefinition, TableHandle, WriteTransaction};
 use serde::{de::DeserializeOwned, Serialize};
 
 use super::store::{ConnectionFilter, CredentialsUpdate, Store};
@@ -16,6 +14,7 @@ use crate::connections::events::{transition_events, Event, Pending};
 use crate::connections::model::{new_id, Connection, Flow, Link, TokenSet};
 
 mod outbox;
+mod reopen;
 
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const CONNECTIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("connections");
@@ -41,7 +40,7 @@ const META_DB_ID: &str = "db_id";
 const META_KEYRING: &str = "keyring";
 
 pub struct RedbStore {
-    db: Database,
+    db: reopen::Db,
     keyring: Keyring,
     events_written: Arc<tokio::sync::Notify>,
 }
@@ -74,6 +73,7 @@ impl RedbStore {
             std::fs::create_dir_all(dir).map_err(VaultError::storage)?;
         }
         let db = Database::create(db_path).map_err(VaultError::storage)?;
+        let db = reopen::Db::new(db, db_path.to_path_buf());
         let stored = {
             let txn = db.begin_read().map_err(VaultError::storage)?;
             match txn.open_table(META) {
@@ -417,7 +417,7 @@ fn due_key(c: &Connection) -> Option<String> {
         .then(|| format!("{:016x}/{}", expires_at.max(0), c.id))
 }
 
-fn begin_write(db: &Database) -> Result<WriteTransaction, VaultError> {
+fn begin_write(db: &reopen::Db) -> Result<WriteTransaction, VaultError> {
     let mut txn = db.begin_write().map_err(VaultError::storage)?;
     // Immediate durability is redb's default; two-phase commit guards the commit record itself.
     txn.set_two_phase_commit(true);
