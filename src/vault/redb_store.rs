@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use redb::{Database, ReadableTable, TableDefinition, TableHandle, WriteTransaction};
+use redb::{ReadableTable, TableDefinition, TableHandle, WriteTransaction};
 use serde::{de::DeserializeOwned, Serialize};
 
 use super::store::{ConnectionFilter, CredentialsUpdate, Store};
@@ -72,8 +72,7 @@ impl RedbStore {
         if let Some(dir) = db_path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(VaultError::storage)?;
         }
-        let db = Database::create(db_path).map_err(VaultError::storage)?;
-        let db = reopen::Db::new(db, db_path.to_path_buf());
+        let db = reopen::Db::open(db_path)?;
         let stored = {
             let txn = db.begin_read().map_err(VaultError::storage)?;
             match txn.open_table(META) {

@@ -6,7 +6,8 @@
 //! has cleared: reopening during the fault would only trade that warm cache for a cold one that
 //! the next failed write latches again.
 
-use std::path::PathBuf;
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
@@ -14,6 +15,8 @@ use redb::{
     Database, DatabaseError, ReadTransaction, ReadableDatabase, StorageError, TransactionError,
     WriteTransaction,
 };
+
+use crate::vault::VaultError;
 
 /// At most one probe (and reopen) this often, so a persistent fault costs little.
 const REOPEN_INTERVAL: Duration = Duration::from_millis(500);
@@ -31,12 +34,27 @@ pub(crate) struct Db {
 }
 
 impl Db {
-    pub(crate) fn new(db: Database, path: PathBuf) -> Self {
-        Db {
-            path,
+    /// Opens (or creates) the database file; the error names the file and, when the file or its
+    /// directory is not writable, says so.
+    pub(crate) fn open(path: &Path) -> Result<Self, VaultError> {
+        let db = Database::create(path).map_err(|e| {
+            let denied = matches!(&e, DatabaseError::Storage(StorageError::Io(io))
+                if matches!(io.kind(), ErrorKind::PermissionDenied | ErrorKind::ReadOnlyFilesystem));
+            let hint = if denied {
+                "; the database file and its directory must be writable by this user"
+            } else {
+                ""
+            };
+            VaultError::Storage(format!(
+                "cannot open the database {}: {e}{hint}",
+                path.display()
+            ))
+        })?;
+        Ok(Db {
+            path: path.to_path_buf(),
             current: RwLock::new(Some(db)),
             generation: Mutex::new((0, None)),
-        }
+        })
     }
 
     pub(crate) fn begin_read(&self) -> Result<ReadTransaction, TransactionError> {
