@@ -190,32 +190,23 @@ pub async fn result(query: web::Query<ResultQuery>) -> HttpResponse {
     )
 }
 
-#[derive(Deserialize)]
-pub struct CallbackQuery {
-    code: Option<String>,
-    state: Option<String>,
-    error: Option<String>,
-    error_description: Option<String>,
-    iss: Option<String>,
+/// A callback query string, parsed exactly as the route's extractor parses it.
+pub fn parse_callback_query(query: &str) -> Result<CallbackParams, String> {
+    web::Query::<CallbackParams>::from_query(query)
+        .map(web::Query::into_inner)
+        .map_err(|e| e.to_string())
 }
 
 pub async fn callback(
     req: HttpRequest,
     state: web::Data<AppState>,
-    query: web::Query<CallbackQuery>,
+    query: web::Query<CallbackParams>,
 ) -> Result<HttpResponse, PageError> {
-    let q = query.into_inner();
-    let cookie_name = q
+    let params = query.into_inner();
+    let cookie_name = params
         .state
         .as_deref()
         .map(|s| state.connections.flow_cookie_name(s));
-    let params = CallbackParams {
-        code: q.code,
-        state: q.state,
-        error: q.error,
-        error_description: q.error_description,
-        iss: q.iss,
-    };
     let outcome = state
         .connections
         .complete_callback(params, |name| {
