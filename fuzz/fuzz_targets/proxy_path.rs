@@ -40,7 +40,10 @@ fuzz_target!(|data: &[u8]| {
         .unwrap_or_else(|| panic!("{url} left {base}"));
     for segment in under.split('/') {
         let decoded = percent_decode_str(segment).decode_utf8_lossy();
-        assert!(!segment.is_empty() && decoded != "." && decoded != "..", "{url}");
+        assert!(
+            !segment.is_empty() && decoded != "." && decoded != "..",
+            "{url}"
+        );
     }
     assert_eq!(Url::parse(url.as_str()).expect("reparse"), url);
 });

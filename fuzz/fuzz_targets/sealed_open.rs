@@ -22,7 +22,9 @@ fuzz_target!(|data: &[u8]| {
         return;
     }
     let sealed = ring.seal("credentials", "conn_fuzz", rest).expect("seal");
-    let opened = ring.open("credentials", "conn_fuzz", &sealed).expect("open");
+    let opened = ring
+        .open("credentials", "conn_fuzz", &sealed)
+        .expect("open");
     assert_eq!(opened.as_slice(), rest);
     assert!(ring.open("credentials", "conn_other", &sealed).is_err());
     let mut tampered = sealed.clone();
