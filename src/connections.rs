@@ -21,11 +21,11 @@ use crate::oauth::{Backchannel, Providers};
 use crate::vault::{ConnectionFilter, Store, VaultError};
 use model::{Connection, Status};
 
-pub use callback::{CallbackOutcome, CallbackParams};
+pub use callback::{CallbackOutcome, CallbackParams, ProviderAnswer};
 pub use flow::{check_tenant_id, url_under, AuthorizeStart, LinkCreated, LinkRequest, LinkView};
 pub use history::EventPage;
 pub use import::ImportRequest;
-pub use proxy::{ProxyBody, ProxyRequest};
+pub use proxy::{build_target, ProxyBody, ProxyRequest};
 pub use tenant::TenantConnection;
 pub use tokens::{AccessTokenView, RevokeOutcome};
 

@@ -2,6 +2,7 @@
 //! binding or manual mode, issuer, one-time link) before any write or token call, then the code
 //! redeemed once and the tokens stored durably before anyone hears of it.
 
+use serde::Deserialize;
 use subtle::ConstantTimeEq;
 use url::Url;
 
@@ -10,13 +11,52 @@ use super::{ConnectError, Connections};
 use crate::oauth::Provider;
 use crate::vault::CredentialsUpdate;
 
-#[derive(Default)]
+/// The callback's parameters, as the provider sent them (the hosted route's query, or the body
+/// of a manual-mode callback).
+#[derive(Default, Deserialize)]
 pub struct CallbackParams {
     pub code: Option<String>,
     pub state: Option<String>,
     pub error: Option<String>,
     pub error_description: Option<String>,
     pub iss: Option<String>,
+}
+
+/// What the provider answered, checked before anything is looked up, stored or sent.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ProviderAnswer {
+    /// An error: its code kept to the RFC 6749 character set (it is echoed into URLs we build),
+    /// its description cut to 300 characters.
+    Refused {
+        code: String,
+        description: Option<String>,
+    },
+    /// An authorization code of a plausible size.
+    Code(String),
+    /// Neither an error nor a usable code.
+    Nothing,
+}
+
+impl CallbackParams {
+    /// The `state`, when present and of a plausible size (1-256 bytes).
+    pub fn state(&self) -> Option<&str> {
+        self.state
+            .as_deref()
+            .filter(|s| !s.is_empty() && s.len() <= 256)
+    }
+
+    pub fn answer(&self) -> ProviderAnswer {
+        if let Some(error) = &self.error {
+            return ProviderAnswer::Refused {
+                code: sanitize_error_code(error),
+                description: self.error_description.as_deref().map(|d| truncate(d, 300)),
+            };
+        }
+        match &self.code {
+            Some(c) if !c.is_empty() && c.len() <= 4096 => ProviderAnswer::Code(c.clone()),
+            _ => ProviderAnswer::Nothing,
+        }
+    }
 }
 
 pub struct CallbackOutcome {
@@ -76,10 +116,9 @@ impl Connections {
         params: &CallbackParams,
     ) -> Result<(String, String, Flow), ConnectError> {
         let state = params
-            .state
-            .clone()
-            .filter(|s| !s.is_empty() && s.len() <= 256)
-            .ok_or(ConnectError::ResolveFailed("missing state"))?;
+            .state()
+            .ok_or(ConnectError::ResolveFailed("missing state"))?
+            .to_string();
         let state_hash = token_hash(&state);
         let key = state_hash.clone();
         let flow = self
@@ -121,9 +160,8 @@ impl Connections {
         let redirect_base = link.redirect_url.and_then(|u| Url::parse(&u).ok());
         let link_params = link.params;
 
-        if let Some(error) = params.error {
-            let code = sanitize_error_code(&error);
-            let description = params.error_description.map(|d| truncate(&d, 300));
+        let answer = params.answer();
+        if let ProviderAnswer::Refused { code, description } = answer {
             connection.mark_failed(
                 &code,
                 description
@@ -148,7 +186,7 @@ impl Connections {
                 error: Some((code, description)),
             });
         }
-        let Some(code) = params.code.filter(|c| !c.is_empty() && c.len() <= 4096) else {
+        let ProviderAnswer::Code(code) = answer else {
             connection.mark_failed(
                 "oauth_callback_failed",
                 "the provider sent no authorization code",

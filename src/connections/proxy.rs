@@ -143,6 +143,11 @@ pub fn build_target(base: &Url, path: &str, query: &str) -> Result<Url, ConnectE
             "absolute URLs, fragments and backslashes are not allowed",
         ));
     }
+    // URL parsers drop tabs and newlines, so "..\t" would pass the segment checks below and
+    // then become "..": refuse control characters outright (found by fuzzing).
+    if path.chars().chain(query.chars()).any(char::is_control) {
+        return Err(bad("control characters are not allowed"));
+    }
     for segment in path.split('/') {
         let decoded = percent_decode(segment);
         if segment.is_empty()
@@ -203,6 +208,10 @@ mod tests {
             "a//b",
             "",
             "x#frag",
+            "\t",
+            "a/.\t./b",
+            "..\t/..\t/admin",
+            "a\n/b",
         ] {
             assert!(
                 build_target(&base, evil, "").is_err(),

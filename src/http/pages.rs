@@ -223,19 +223,17 @@ pub async fn result(state: web::Data<AppState>, query: web::Query<ResultQuery>) 
     )
 }
 
-#[derive(Deserialize)]
-pub struct CallbackQuery {
-    code: Option<String>,
-    state: Option<String>,
-    error: Option<String>,
-    error_description: Option<String>,
-    iss: Option<String>,
+/// A callback query string, parsed exactly as the route's extractor parses it.
+pub fn parse_callback_query(query: &str) -> Result<CallbackParams, String> {
+    web::Query::<CallbackParams>::from_query(query)
+        .map(web::Query::into_inner)
+        .map_err(|e| e.to_string())
 }
 
 pub async fn callback(
     req: HttpRequest,
     state: web::Data<AppState>,
-    query: web::Query<CallbackQuery>,
+    query: web::Query<CallbackParams>,
 ) -> HttpResponse {
     let result = complete_callback(&req, &state, query.into_inner()).await;
     branded(&state, result)
@@ -244,19 +242,12 @@ pub async fn callback(
 async fn complete_callback(
     req: &HttpRequest,
     state: &AppState,
-    q: CallbackQuery,
+    params: CallbackParams,
 ) -> Result<HttpResponse, PageError> {
-    let cookie_name = q
+    let cookie_name = params
         .state
         .as_deref()
         .map(|s| state.connections.flow_cookie_name(s));
-    let params = CallbackParams {
-        code: q.code,
-        state: q.state,
-        error: q.error,
-        error_description: q.error_description,
-        iss: q.iss,
-    };
     let outcome = state
         .connections
         .complete_callback(params, |name| {

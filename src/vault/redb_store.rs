@@ -8,10 +8,7 @@
 use std::path::Path;
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard};
 
-use redb::{
-    Builder, Database, ReadableDatabase, ReadableTable, TableDefinition, TableHandle,
-    WriteTransaction,
-};
+use redb::{ReadableTable, TableDefinition, TableHandle, WriteTransaction};
 use serde::{de::DeserializeOwned, Serialize};
 
 use super::store::{ConnectionFilter, CredentialsUpdate, Store};
@@ -24,6 +21,7 @@ mod backup;
 mod group;
 mod index;
 mod outbox;
+mod reopen;
 mod rotation;
 #[cfg(test)]
 mod tests;
@@ -63,7 +61,7 @@ pub struct RedbStore {
 
 /// What reads and the writer thread share.
 pub(super) struct Core {
-    db: Database,
+    db: reopen::Db,
     /// Replaced only by data-key rotation (offline, from the command line).
     keyring: RwLock<Keyring>,
     events_written: Arc<tokio::sync::Notify>,
@@ -98,15 +96,7 @@ impl RedbStore {
         if let Some(dir) = db_path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(VaultError::storage)?;
         }
-        let db = Builder::new()
-            .set_cache_size(CACHE_BYTES)
-            .create(db_path)
-            .map_err(|e| match e {
-                redb::DatabaseError::DatabaseAlreadyOpen => VaultError::InUse {
-                    db: db_path.display().to_string(),
-                },
-                other => VaultError::storage(other),
-            })?;
+        let db = reopen::Db::open(db_path, CACHE_BYTES)?;
         let (keyring, opened) = match stored_keyring(&db)? {
             Some((db_id, wrapped)) => {
                 let keyring =
@@ -165,7 +155,7 @@ impl RedbStore {
 }
 
 /// The database id and wrapped keyring, when the database has been initialised.
-fn stored_keyring(db: &Database) -> Result<Option<(String, Vec<u8>)>, VaultError> {
+fn stored_keyring(db: &reopen::Db) -> Result<Option<(String, Vec<u8>)>, VaultError> {
     let txn = db.begin_read().map_err(VaultError::storage)?;
     let meta = match txn.open_table(META) {
         Ok(meta) => meta,
@@ -255,7 +245,7 @@ impl Core {
     }
 }
 
-fn begin_write(db: &Database) -> Result<WriteTransaction, VaultError> {
+fn begin_write(db: &reopen::Db) -> Result<WriteTransaction, VaultError> {
     let mut txn = db.begin_write().map_err(VaultError::storage)?;
     // Immediate durability is redb's default; two-phase commit guards the commit record itself.
     txn.set_two_phase_commit(true);

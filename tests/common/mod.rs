@@ -45,6 +45,9 @@ pub struct TestConfig {
     pub server_extra: String,
     /// Environment variables for the process (every inherited `CONNECT_APPLIANCE_*` is removed).
     pub env: Vec<(String, String)>,
+    /// Shell commands run before the binary is exec'd in their place (e.g. `trap '' XFSZ`: an
+    /// ignored signal stays ignored across exec, so the process id is the binary's).
+    pub exec_prefix: Option<String>,
 }
 
 impl Default for TestConfig {
@@ -58,6 +61,7 @@ impl Default for TestConfig {
             extra: String::new(),
             server_extra: String::new(),
             env: Vec::new(),
+            exec_prefix: None,
         }
     }
 }
@@ -122,7 +126,21 @@ display_name = "Sandbox Test Provider"
 /// A `Command` for the binary with every inherited `CONNECT_APPLIANCE_*` variable removed, so the
 /// developer's environment cannot change what a test sees.
 pub fn command(env: &[(String, String)]) -> Command {
-    let mut cmd = Command::new(BIN);
+    command_via(None, env)
+}
+
+/// [`command`], run as `sh -c '<prefix>; exec BIN ...'` when a prefix is given.
+fn command_via(prefix: Option<&str>, env: &[(String, String)]) -> Command {
+    let mut cmd = match prefix {
+        None => Command::new(BIN),
+        Some(prefix) => {
+            let mut sh = Command::new("sh");
+            sh.arg("-c")
+                .arg(format!("{prefix}; exec \"$0\" \"$@\""))
+                .arg(BIN);
+            sh
+        }
+    };
     for (k, _) in std::env::vars_os() {
         if k.to_string_lossy().starts_with("CONNECT_APPLIANCE_") {
             cmd.env_remove(&k);
@@ -165,7 +183,7 @@ impl Server {
         let config_path = write_config(dir.path(), text);
         let stdout_path = dir.path().join("appliance.stdout");
         let stderr_path = dir.path().join("appliance.stderr");
-        let child = command(&config.env)
+        let child = command_via(config.exec_prefix.as_deref(), &config.env)
             .arg("--config")
             .arg(&config_path)
             .stdout(File::create(&stdout_path).expect("stdout file"))
@@ -253,6 +271,18 @@ impl Server {
             .bearer_auth(token)
             .send()
             .expect("GET /sandbox/api/me")
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGKILL, no grace: the process gets no chance to flush or close anything. Hands back the
+    /// directory for a restart.
+    pub fn kill(mut self) -> TempDir {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.dir.take().expect("server dir")
     }
 
     /// Stops the process (SIGTERM, then SIGKILL after a grace period) and hands back its

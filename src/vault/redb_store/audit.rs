@@ -1,6 +1,6 @@
 //! [`AuditStore`] for redb. Records name tenants, so they are sealed like every other value.
 
-use redb::{ReadableDatabase, ReadableTable, TableDefinition, TableError, TableHandle};
+use redb::{ReadableTable, TableDefinition, TableError, TableHandle};
 
 use super::{begin_write, RedbStore};
 use crate::audit::AuditRecord;

@@ -167,7 +167,7 @@ fn fail_all(batch: Vec<Box<dyn Job>>, error: &VaultError) {
 
 #[cfg(test)]
 mod tests {
-    use redb::{ReadableDatabase, TableDefinition};
+    use redb::TableDefinition;
 
     use super::*;
     use crate::vault::RedbStore;

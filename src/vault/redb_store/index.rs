@@ -6,7 +6,7 @@
 use std::ops::Bound::{Excluded, Included};
 use std::time::Instant;
 
-use redb::{ReadableDatabase, ReadableTable, TableDefinition, TableHandle, WriteTransaction};
+use redb::{ReadableTable, TableDefinition, TableHandle, WriteTransaction};
 
 use super::{
     begin_write, Core, CONNECTIONS, CREDENTIALS, EVENTS, FLOWS, LINKS, META, REFRESH_DUE,

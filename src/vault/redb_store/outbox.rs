@@ -4,9 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use redb::{
-    ReadableDatabase, ReadableTable, TableDefinition, TableError, TableHandle, WriteTransaction,
-};
+use redb::{ReadableTable, TableDefinition, TableError, TableHandle, WriteTransaction};
 use tokio::sync::Notify;
 
 use super::{begin_write, RedbStore, EVENTS};
