@@ -15,6 +15,8 @@ use crate::vault::AuditStore;
 /// How long the writer waits to fill a batch, and the largest batch.
 const BATCH_WINDOW: Duration = Duration::from_secs(1);
 const BATCH_MAX: usize = 1024;
+/// How often a filling batch is topped up from the queue.
+const BATCH_STEP: Duration = Duration::from_millis(50);
 /// Records waiting for the writer; beyond this they are dropped with a warning rather than
 /// letting memory grow without bound.
 const QUEUE: usize = 65_536;
@@ -86,10 +88,15 @@ async fn write_batches(store: Arc<dyn AuditStore>, mut rx: mpsc::Receiver<AuditR
         if rx.recv_many(&mut batch, BATCH_MAX).await == 0 {
             return; // closed and drained
         }
-        // Sleep out the window, then take what arrived: waiting on the queue instead would
-        // wake this task for every record (a thread switch per audited request).
-        if batch.len() < BATCH_MAX && !rx.is_closed() {
-            tokio::time::sleep(BATCH_WINDOW).await;
+        // Fill the batch in steps rather than waiting on the queue, which would wake this task
+        // for every record (a thread switch per audited request); a full batch goes at once.
+        let deadline = tokio::time::Instant::now() + BATCH_WINDOW;
+        while batch.len() < BATCH_MAX && !rx.is_closed() {
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                break;
+            }
+            tokio::time::sleep_until(deadline.min(now + BATCH_STEP)).await;
             while batch.len() < BATCH_MAX {
                 match rx.try_recv() {
                     Ok(record) => batch.push(record),
