@@ -34,3 +34,20 @@ pub fn rfc3339(ts: i64) -> String {
         })
         .unwrap_or_default()
 }
+
+/// A page size from the query: `default` when absent, else 1..=`max` (400 `invalid_query`).
+pub fn page_limit(
+    given: Option<usize>,
+    default: usize,
+    max: usize,
+) -> Result<usize, crate::error::AppError> {
+    let limit = given.unwrap_or(default);
+    if (1..=max).contains(&limit) {
+        Ok(limit)
+    } else {
+        Err(crate::error::AppError::bad_request(
+            "invalid_query",
+            format!("limit must be between 1 and {max}"),
+        ))
+    }
+}

@@ -267,13 +267,7 @@ pub async fn list_connections(
             )
         })?),
     };
-    let limit = q.limit.unwrap_or(50);
-    if !(1..=200).contains(&limit) {
-        return Err(AppError::bad_request(
-            "invalid_query",
-            "limit must be between 1 and 200",
-        ));
-    }
+    let limit = super::page_limit(q.limit, 50, 200)?;
     let filter = ConnectionFilter {
         tenant_id,
         plugin: q.plugin.filter(|p| !p.is_empty()),
@@ -422,13 +416,7 @@ pub async fn list_events(
     query: web::Query<EventsQuery>,
 ) -> Result<HttpResponse, AppError> {
     let q = query.into_inner();
-    let limit = q.limit.unwrap_or(100);
-    if !(1..=500).contains(&limit) {
-        return Err(AppError::bad_request(
-            "invalid_query",
-            "limit must be between 1 and 500",
-        ));
-    }
+    let limit = super::page_limit(q.limit, 100, 500)?;
     let events = state
         .connections
         .events(

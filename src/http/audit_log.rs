@@ -87,13 +87,7 @@ pub async fn list(
     state: web::Data<AppState>,
     query: web::Query<AuditQuery>,
 ) -> Result<HttpResponse, AppError> {
-    let limit = query.limit.unwrap_or(100);
-    if !(1..=500).contains(&limit) {
-        return Err(AppError::bad_request(
-            "invalid_query",
-            "limit must be between 1 and 500",
-        ));
-    }
+    let limit = super::page_limit(query.limit, 100, 500)?;
     let after = query.after.unwrap_or(0);
     let store = state.audit_store.clone();
     let data = web::block(move || store.audit(after, limit))

@@ -77,13 +77,7 @@ pub async fn list_deliveries(
     query: web::Query<DeliveriesQuery>,
 ) -> Result<HttpResponse, AppError> {
     let q = query.into_inner();
-    let limit = q.limit.unwrap_or(100);
-    if !(1..=500).contains(&limit) {
-        return Err(AppError::bad_request(
-            "invalid_query",
-            "limit must be between 1 and 500",
-        ));
-    }
+    let limit = super::page_limit(q.limit, 100, 500)?;
     let page = state
         .webhooks
         .deliveries(DeliveryQuery {
