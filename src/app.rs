@@ -7,7 +7,7 @@ use actix_web::{middleware, web, App};
 use crate::error::AppError;
 use crate::http::{
     admin, assets, audit_log, auth, backup, cors, limits, manual, openapi, pages, plugins, popup,
-    proxy, sandbox, scrape, sessions, tenants, webhooks,
+    proxy, sandbox, scrape, sessions, tenants, vault_keys, webhooks,
 };
 use crate::http::{branding, dashboard};
 use crate::state::AppState;
@@ -109,6 +109,8 @@ pub fn build_app(
                 .route("/links/resolve", web::post().to(manual::resolve))
                 .route("/audit", web::get().to(audit_log::list))
                 .route("/backup", web::get().to(backup::download))
+                .route("/vault/data-key", web::get().to(vault_keys::status))
+                .route("/vault/data-key/rotate", web::post().to(vault_keys::rotate))
                 .route("/tenant-sessions", web::post().to(sessions::create))
                 .route("/oauth/callback", web::post().to(manual::callback))
                 .route("/plugins", web::get().to(plugins::list_plugins))

@@ -6,6 +6,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod backup;
+mod keys;
+mod remote;
 
 use crate::config::Config;
 use crate::vault::{generate_identity_file, load_identity, RedbStore};
@@ -47,9 +49,16 @@ pub enum Command {
         #[arg(long)]
         new_identity: PathBuf,
     },
-    /// Rotate the data key (the server must be stopped): new values use a fresh key, every stored
-    /// value is re-encrypted in batches (stop and rerun to resume), then the old key is dropped.
-    RotateDataKey,
+    /// Rotate the data key: new values use a fresh key at once, every stored value is
+    /// re-encrypted in short steps, then the old key is dropped. While the appliance runs this
+    /// goes through its admin API (`POST /v1/vault/data-key/rotate`; it keeps serving) and
+    /// waits for the end; with it stopped the work is done here. Interrupted, it resumes.
+    RotateDataKey {
+        /// Base URL of the running appliance (default: `server.public_url`, else the `listen`
+        /// address).
+        #[arg(long)]
+        url: Option<String>,
+    },
     /// Write a consistent backup of the database to OUT (a new file). Works while the appliance
     /// runs (through its `GET /v1/backup`, with an admin key from the config or
     /// CONNECT_APPLIANCE_ADMIN_KEY) or is stopped. The backup stays encrypted: it restores only
@@ -80,8 +89,8 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Serve => crate::server::run(&cli.config),
         Command::Check => check(&cli.config),
         Command::Init { dir } => init(&dir),
-        Command::RotateKey { new_identity } => rotate_key(&cli.config, &new_identity),
-        Command::RotateDataKey => rotate_data_key(&cli.config),
+        Command::RotateKey { new_identity } => keys::rotate_key(&cli.config, &new_identity),
+        Command::RotateDataKey { url } => keys::rotate_data_key(&cli.config, url.as_deref()),
         Command::Backup { out, url } => backup::backup(&cli.config, &out, url.as_deref()),
         Command::Restore { from } => backup::restore(&cli.config, &from),
     }
@@ -99,11 +108,20 @@ fn check(path: &Path) -> ExitCode {
     let mut ok = true;
     if config.storage.path.exists() {
         match RedbStore::open(&config.storage.path, &config.vault.identity_file) {
-            Ok(_) => println!(
-                "vault: {} opens with {}",
-                config.storage.path.display(),
-                config.vault.identity_file.display()
-            ),
+            Ok((store, _)) => {
+                println!(
+                    "vault: {} opens with {}",
+                    config.storage.path.display(),
+                    config.vault.identity_file.display()
+                );
+                let keys = crate::vault::Store::data_keys(&store);
+                if !keys.old.is_empty() {
+                    println!(
+                        "vault: a data-key rotation to key {} is unfinished (old keys {:?}); it resumes when the appliance starts",
+                        keys.active, keys.old
+                    );
+                }
+            }
             Err(e) => {
                 ok = false;
                 println!("vault: PROBLEM: {e}");
@@ -167,108 +185,6 @@ fn check(path: &Path) -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
-    }
-}
-
-fn rotate_key(config_path: &Path, new_identity: &Path) -> ExitCode {
-    let config = match Config::load(config_path) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    if !config.storage.path.exists() {
-        eprintln!(
-            "error: {}: no database to rotate",
-            config.storage.path.display()
-        );
-        return ExitCode::from(2);
-    }
-    let store = match RedbStore::open(&config.storage.path, &config.vault.identity_file) {
-        Ok((store, _)) => store,
-        Err(e) => {
-            eprintln!("error: {e} (is the server still running? stop it first)");
-            return ExitCode::from(1);
-        }
-    };
-    // The new identity is on disk (and synced) before the database depends on it.
-    let identity = if new_identity.exists() {
-        load_identity(new_identity)
-    } else {
-        generate_identity_file(new_identity)
-    };
-    let identity = match identity {
-        Ok(i) => i,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(1);
-        }
-    };
-    if let Err(e) = store.rewrap_keyring(&identity.to_public()) {
-        eprintln!("error: the keyring was not changed: {e}");
-        return ExitCode::from(1);
-    }
-    println!(
-        "re-wrapped the vault keys under {}; the old identity {} no longer opens {}",
-        new_identity.display(),
-        config.vault.identity_file.display(),
-        config.storage.path.display()
-    );
-    println!("next: set [vault] identity_file to it (or move it into place), back it up, and start the server");
-    ExitCode::SUCCESS
-}
-
-fn rotate_data_key(config_path: &Path) -> ExitCode {
-    let config = match Config::load(config_path) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let opened = RedbStore::open(&config.storage.path, &config.vault.identity_file).and_then(
-        |(store, _)| {
-            Ok((
-                store,
-                load_identity(&config.vault.identity_file)?.to_public(),
-            ))
-        },
-    );
-    let (mut store, recipient) = match opened {
-        Ok(x) => x,
-        Err(e) => {
-            eprintln!("error: {e} (is the server still running? stop it first)");
-            return ExitCode::from(1);
-        }
-    };
-    let mut run = || -> Result<usize, crate::vault::VaultError> {
-        // Resuming: a rotation left half done already has a newer active key; keep it.
-        if store.reencrypt_batch(1)? == 0 {
-            let id = store.add_data_key(&recipient)?;
-            println!("new data key {id} is active for new writes");
-        }
-        let mut total = 0;
-        loop {
-            let n = store.reencrypt_batch(1000)?;
-            if n == 0 {
-                break;
-            }
-            total += n;
-            println!("re-encrypted {total} values so far");
-        }
-        store.retire_old_data_keys(&recipient)?;
-        Ok(total)
-    };
-    match run() {
-        Ok(total) => {
-            println!("done: {total} values re-encrypted; old data keys retired");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("error: {e}; rerun the command to resume");
-            ExitCode::from(1)
-        }
     }
 }
 

@@ -6,6 +6,7 @@ use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
 use crate::connections::ConnectError;
+use crate::vault::key_rotation::RotationError;
 use crate::vault::VaultError;
 use crate::webhooks::WebhookError;
 
@@ -30,6 +31,8 @@ pub enum AppError {
     Template(#[from] askama::Error),
     #[error(transparent)]
     Webhook(#[from] WebhookError),
+    #[error(transparent)]
+    Rotation(#[from] RotationError),
 }
 
 impl AppError {
@@ -62,6 +65,14 @@ impl AppError {
                 WebhookError::Vault(_) | WebhookError::Internal(_) => {
                     (StatusCode::INTERNAL_SERVER_ERROR, "internal_error")
                 }
+            },
+            AppError::Rotation(e) => match e {
+                RotationError::AlreadyRunning => (StatusCode::CONFLICT, "rotation_in_progress"),
+                RotationError::Stopped => (StatusCode::CONFLICT, "rotation_stopped"),
+                RotationError::Vault(VaultError::Storage(_)) => {
+                    (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable")
+                }
+                RotationError::Vault(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
             },
             AppError::Connect(e) => match e {
                 C::UnknownPlugin(_) => (StatusCode::NOT_FOUND, "unknown_plugin"),

@@ -17,6 +17,7 @@ pub mod sandbox;
 pub mod scrape;
 pub mod sessions;
 pub mod tenants;
+pub mod vault_keys;
 pub mod webhooks;
 
 // The pages people see besides the connect flow: the admin dashboard, and the branding shared by

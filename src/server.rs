@@ -137,6 +137,7 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         .start(i64::from(config.events.retention_days) * 86_400)
         .await?;
     let audit_store: Arc<dyn crate::vault::AuditStore> = store.clone();
+    let key_rotation = crate::vault::key_rotation::KeyRotation::new(store.clone());
     let (auditor, audit_writer) = crate::audit::Auditor::start(Arc::clone(&audit_store));
     let connections = Connections::new(
         store,
@@ -160,7 +161,9 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         )),
         branding: Arc::new(crate::http::branding::Branding::new(&config.branding)),
         dashboard: Arc::default(),
+        key_rotation: Arc::clone(&key_rotation),
     };
+    key_rotation.resume_if_unfinished();
     let sweeper = Arc::clone(&state.connections);
     let sweeper_limits = Arc::clone(&state.limits);
     let retention = i64::from(config.events.retention_days) * 86_400;
@@ -216,6 +219,8 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
     tracing::info!(%public_url, "serving");
     println!("listening on {scheme}://{bound}");
     server.await?;
+    // Stops after its current step; the next start resumes it.
+    let _ = tokio::task::spawn_blocking(move || key_rotation.stop()).await;
     // Every request handler is gone, so the audit queue is closed: let it write what it holds.
     if tokio::time::timeout(Duration::from_secs(10), audit_writer)
         .await

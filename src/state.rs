@@ -31,6 +31,8 @@ pub struct AppState {
     pub cors: Arc<Cors>,
     /// `[branding]`, shown by every page layout.
     pub branding: Arc<Branding>,
+    /// Data-key rotation in the background.
+    pub key_rotation: Arc<crate::vault::key_rotation::KeyRotation>,
     /// Signed-in dashboard sessions (in memory).
     pub dashboard: Arc<dashboard::Sessions>,
 }

@@ -4,6 +4,7 @@
 pub mod audit;
 mod crypto;
 mod identity;
+pub mod key_rotation;
 mod outbox;
 mod redb_store;
 mod store;
@@ -13,7 +14,7 @@ pub use crypto::{random_bytes, Keyring};
 pub use identity::{generate_identity_file, load_identity};
 pub use outbox::{Enqueued, WebhookStore};
 pub use redb_store::{verify_backup, Opened, RedbStore};
-pub use store::{ConnectionFilter, CredentialsUpdate, Store};
+pub use store::{ConnectionFilter, CredentialsUpdate, DataKeys, Reencrypted, Store};
 
 #[derive(Debug, thiserror::Error)]
 pub enum VaultError {

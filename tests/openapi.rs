@@ -16,6 +16,8 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/tenant-sessions"),
     ("get", "/v1/audit"),
     ("get", "/v1/backup"),
+    ("get", "/v1/vault/data-key"),
+    ("post", "/v1/vault/data-key/rotate"),
     ("get", "/v1/events"),
     ("get", "/v1/webhooks/deliveries"),
     ("post", "/v1/webhooks/deliveries/{id}/replay"),

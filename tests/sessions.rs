@@ -137,6 +137,10 @@ fn a_session_can_call_no_other_route() {
             "/v1/tenants/tenant-a/plugins/sandbox/connection".to_string(),
         ),
         (Method::GET, "/v1/webhooks/deliveries".to_string()),
+        (Method::GET, "/v1/vault/data-key".to_string()),
+        (Method::POST, "/v1/vault/data-key/rotate".to_string()),
+        (Method::GET, "/v1/backup".to_string()),
+        (Method::GET, "/v1/audit".to_string()),
         (Method::GET, "/v1/connections/".to_string()),
         (Method::GET, "/v1/links".to_string()),
     ];

@@ -294,16 +294,20 @@ fn rotate_data_key_reencrypts_every_value_and_keeps_them_readable() {
 
     let exit = run_to_exit(dir.path(), &["rotate-data-key", "--config", cfg], &[]);
     assert!(exit.status.success(), "{}\n{}", exit.stdout, exit.stderr);
-    assert!(exit.stdout.contains("new data key 2"), "{}", exit.stdout);
+    assert!(exit.stdout.contains("under data key 2"), "{}", exit.stdout);
     assert!(
-        exit.stdout.contains("old data keys retired"),
+        exit.stdout.contains("old data keys are retired"),
         "{}",
         exit.stdout
     );
     assert_ne!(fs::read(&db).expect("db"), before);
     // Run again: a second rotation to key 3 works the same way.
     let again = run_to_exit(dir.path(), &["rotate-data-key", "--config", cfg], &[]);
-    assert!(again.stdout.contains("new data key 3"), "{}", again.stdout);
+    assert!(
+        again.stdout.contains("under data key 3"),
+        "{}",
+        again.stdout
+    );
 
     let server = Server::start_in(dir, config);
     let admin = server.admin();

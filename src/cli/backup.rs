@@ -6,12 +6,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use super::remote::Remote;
 use crate::config::Config;
 use crate::vault::{RedbStore, Store, VaultError};
-
-/// Environment variable with an admin key, for backups through a running server whose config
-/// lists only `sha256:` key hashes.
-const ENV_ADMIN_KEY: &str = "CONNECT_APPLIANCE_ADMIN_KEY";
 
 fn load(config_path: &Path) -> Result<Config, ExitCode> {
     Config::load(config_path).map_err(|e| {
@@ -60,40 +57,10 @@ pub fn backup(config_path: &Path, out: &Path, url: Option<&str>) -> ExitCode {
 
 /// Downloads a snapshot from the running appliance into `out` (via a `.partial` file).
 fn via_server(config: &Config, out: &Path, url: Option<&str>) -> Result<(), String> {
-    let key = std::env::var(ENV_ADMIN_KEY)
-        .ok()
-        .or_else(|| {
-            config
-                .admin
-                .api_keys
-                .iter()
-                .find(|k| !k.starts_with("sha256:"))
-                .cloned()
-        })
-        .ok_or_else(|| {
-            format!("the appliance is running and the config lists only hashed admin keys: set {ENV_ADMIN_KEY}")
-        })?;
-    let base = match (url, &config.server.public_url) {
-        (Some(u), _) => u.trim_end_matches('/').to_string(),
-        (None, Some(public)) => public.as_str().trim_end_matches('/').to_string(),
-        (None, None) if config.server.listen.port() != 0 => {
-            let mut addr = config.server.listen;
-            if addr.ip().is_unspecified() {
-                addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
-            }
-            format!("http://{addr}")
-        }
-        (None, None) => {
-            return Err("the appliance listens on an ephemeral port: give --url".into());
-        }
-    };
-    let url = format!("{base}/v1/backup");
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
+    let remote = Remote::resolve(config, url)?;
+    let runtime = Remote::runtime()?;
     let partial = out.with_extension("partial");
-    let fetched = runtime.block_on(download(&url, &key, &partial));
+    let fetched = runtime.block_on(download(&remote.url("/v1/backup"), &remote.key, &partial));
     let finished = fetched.and_then(|()| {
         crate::vault::verify_backup(&partial).map_err(|e| e.to_string())?;
         std::fs::rename(&partial, out).map_err(|e| e.to_string())

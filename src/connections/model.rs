@@ -261,6 +261,23 @@ pub fn token_hash(token: &str) -> String {
 }
 
 #[cfg(test)]
+impl TokenSet {
+    /// A bearer token obtained now, for tests.
+    pub fn bearer(access: &str, refresh: Option<&str>, expires_at: Option<Timestamp>) -> Self {
+        TokenSet {
+            access_token: access.into(),
+            token_type: "Bearer".into(),
+            refresh_token: refresh.map(Into::into),
+            expires_at,
+            scopes: vec![],
+            id_token: None,
+            extra: serde_json::Map::new(),
+            obtained_at: now(),
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

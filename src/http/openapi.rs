@@ -5,7 +5,9 @@ use actix_web::HttpResponse;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{admin, audit_log, backup, manual, plugins, proxy, sessions, tenants, webhooks};
+use super::{
+    admin, audit_log, backup, manual, plugins, proxy, sessions, tenants, vault_keys, webhooks,
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -17,6 +19,8 @@ use super::{admin, audit_log, backup, manual, plugins, proxy, sessions, tenants,
         sessions::create,
         audit_log::list,
         backup::download,
+        vault_keys::status,
+        vault_keys::rotate,
         admin::import_connection,
         admin::list_connections,
         admin::get_connection,

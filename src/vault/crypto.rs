@@ -33,6 +33,9 @@ pub struct Keyring {
     db_id: String,
     active: u32,
     keys: BTreeMap<u32, Key>,
+    /// Keys dropped by a finished rotation: no longer stored, still able to open values read
+    /// by transactions that began before the last re-encryption, until forgotten.
+    retired: BTreeMap<u32, Key>,
     index_key: Key,
     /// HMAC keyed with HKDF(index secret, salt = db id, its own info), derived once.
     index_mac: Hmac<Sha256>,
@@ -70,6 +73,7 @@ impl Keyring {
             db_id: db_id.to_string(),
             active: 1,
             keys,
+            retired: BTreeMap::new(),
             index_mac: index_mac(db_id, &index_key),
             index_key,
         }
@@ -123,26 +127,54 @@ impl Keyring {
             db_id: payload.db_id,
             active: payload.active,
             keys,
+            retired: BTreeMap::new(),
             index_key,
         })
     }
 
     /// Adds a fresh data key and makes it the one new values are sealed with.
     pub fn add_data_key(&mut self) -> u32 {
-        let id = self.keys.keys().max().copied().unwrap_or(0) + 1;
+        let newest = self.keys.keys().chain(self.retired.keys()).max();
+        let id = newest.copied().unwrap_or(0) + 1;
         self.keys.insert(id, Zeroizing::new(random_bytes::<32>()));
         self.active = id;
         id
     }
 
-    /// Forgets every data key but the active one (once no value is sealed under them).
+    /// Drops every data key but the active one from what is stored (once no value is sealed
+    /// under them). They stay usable for opening until [`Keyring::forget_retired`].
     pub fn retire_inactive_keys(&mut self) {
         let active = self.active;
-        self.keys.retain(|id, _| *id == active);
+        let old: Vec<u32> = self
+            .keys
+            .keys()
+            .filter(|id| **id != active)
+            .copied()
+            .collect();
+        for id in old {
+            if let Some(key) = self.keys.remove(&id) {
+                self.retired.insert(id, key);
+            }
+        }
+    }
+
+    /// Forgets retired keys for good (their memory is zeroed on drop).
+    pub fn forget_retired(&mut self) {
+        self.retired.clear();
     }
 
     pub fn active_key_id(&self) -> u32 {
         self.active
+    }
+
+    /// Stored data keys other than the active one: a rotation is unfinished while any remain.
+    pub fn old_key_ids(&self) -> Vec<u32> {
+        let active = self.active;
+        self.keys
+            .keys()
+            .filter(|id| **id != active)
+            .copied()
+            .collect()
     }
 
     /// The data key id a sealed value was sealed under.
@@ -193,7 +225,11 @@ impl Keyring {
             return Err(fail());
         }
         let key_id = u32::from_be_bytes([sealed[1], sealed[2], sealed[3], sealed[4]]);
-        let dek = self.keys.get(&key_id).ok_or_else(fail)?;
+        let dek = self
+            .keys
+            .get(&key_id)
+            .or_else(|| self.retired.get(&key_id))
+            .ok_or_else(fail)?;
         let cipher = XChaCha20Poly1305::new(dek.as_slice().into());
         let aad = self.aad(table, key);
         cipher
@@ -262,5 +298,29 @@ mod tests {
             Keyring::unwrap(&other, &wrapped, "db1"),
             Err(VaultError::WrongIdentity)
         ));
+    }
+
+    #[test]
+    fn retired_keys_open_until_forgotten_and_are_never_stored() {
+        let id = age::x25519::Identity::generate();
+        let mut ring = Keyring::generate("db1");
+        let old = ring.seal("t", "k", b"v").unwrap();
+        assert_eq!(ring.add_data_key(), 2);
+        assert_eq!(ring.old_key_ids(), vec![1]);
+        let new = ring.seal("t", "k", b"v").unwrap();
+        assert_eq!(Keyring::key_id_of(&new), Some(2));
+        ring.retire_inactive_keys();
+        assert!(ring.old_key_ids().is_empty());
+        assert_eq!(ring.open("t", "k", &old).unwrap().as_slice(), b"v");
+        let stored = Keyring::unwrap(&id, &ring.wrap(&id.to_public()).unwrap(), "db1").unwrap();
+        assert!(
+            stored.open("t", "k", &old).is_err(),
+            "a retired key is not stored"
+        );
+        assert_eq!(stored.open("t", "k", &new).unwrap().as_slice(), b"v");
+        // A later key never reuses a retired id.
+        assert_eq!(ring.add_data_key(), 3);
+        ring.forget_retired();
+        assert!(ring.open("t", "k", &old).is_err());
     }
 }

@@ -11,7 +11,7 @@ use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard};
 use redb::{ReadableTable, TableDefinition, TableHandle, WriteTransaction};
 use serde::{de::DeserializeOwned, Serialize};
 
-use super::store::{ConnectionFilter, CredentialsUpdate, Store};
+use super::store::{ConnectionFilter, CredentialsUpdate, DataKeys, Reencrypted, Store};
 use super::{generate_identity_file, load_identity, Keyring, VaultError};
 use crate::connections::events::Event;
 use crate::connections::model::{new_id, Connection, Flow, Link, Status, TokenSet};
@@ -57,12 +57,14 @@ pub struct RedbStore {
     writer: GroupCommit,
     /// The database file, for consistent backups.
     path: std::path::PathBuf,
+    /// The identity's public half: the keyring is re-wrapped for it when data keys change.
+    recipient: age::x25519::Recipient,
 }
 
 /// What reads and the writer thread share.
 pub(super) struct Core {
     db: reopen::Db,
-    /// Replaced only by data-key rotation (offline, from the command line).
+    /// Replaced only by data-key rotation ([`rotation`]).
     keyring: RwLock<Keyring>,
     events_written: Arc<tokio::sync::Notify>,
 }
@@ -138,7 +140,14 @@ impl RedbStore {
         let core = Arc::new(core);
         let writer = GroupCommit::start(Arc::clone(&core))?;
         let path = db_path.to_path_buf();
-        Ok((RedbStore { core, writer, path }, opened))
+        let recipient = identity.to_public();
+        let store = RedbStore {
+            core,
+            writer,
+            path,
+            recipient,
+        };
+        Ok((store, opened))
     }
 
     /// Writes `items` as connected connections with their credentials (and their events), in
@@ -440,6 +449,22 @@ impl Store for RedbStore {
             out.copy_from_slice(&bytes[..32.min(bytes.len())]);
         }
         out
+    }
+
+    fn data_keys(&self) -> DataKeys {
+        self.data_keys_now()
+    }
+
+    fn add_data_key(&self) -> Result<u32, VaultError> {
+        self.add_data_key_now()
+    }
+
+    fn reencrypt_step(&self, cursor: Option<&str>) -> Result<Reencrypted, VaultError> {
+        self.reencrypt_step_now(cursor, rotation::SCAN_PER_STEP)
+    }
+
+    fn retire_old_data_keys(&self) -> Result<(), VaultError> {
+        self.retire_old_data_keys_now()
     }
 
     fn check(&self) -> Result<(), VaultError> {

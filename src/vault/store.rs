@@ -29,6 +29,24 @@ pub enum CredentialsUpdate<'a> {
     Delete,
 }
 
+/// The vault's data keys, as far as a rotation is concerned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataKeys {
+    /// The key new values are sealed with.
+    pub active: u32,
+    /// Older keys still stored: some values may be sealed under them (a rotation is unfinished).
+    pub old: Vec<u32>,
+}
+
+/// One step of a re-encryption pass.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reencrypted {
+    /// Values re-sealed under the active key in this step.
+    pub resealed: usize,
+    /// Where the next step starts (opaque); `None` once the pass has seen every value.
+    pub next: Option<String>,
+}
+
 pub trait Store: Send + Sync {
     /// Stores a new link together with its connection (created or updated) in one transaction.
     fn create_link(
@@ -147,4 +165,21 @@ pub trait Store: Send + Sync {
     /// the same for every process opening this database, never stored, useless without the
     /// identity.
     fn derived_secret(&self, purpose: &str) -> [u8; 32];
+
+    /// The active data key and any older ones still stored.
+    fn data_keys(&self) -> DataKeys;
+
+    /// Makes a fresh data key the one new values are sealed with: the re-wrapped keyring is
+    /// durably stored before any value uses the key. Older keys stay until retired.
+    fn add_data_key(&self) -> Result<u32, VaultError>;
+
+    /// Re-seals under the active key the values found under an older one, looking at a bounded
+    /// number of values after `cursor` (`None`: from the start) in one short transaction.
+    /// Values written after the active key was added are never stale, so one whole pass that
+    /// starts after [`Store::add_data_key`] leaves nothing under the old keys.
+    fn reencrypt_step(&self, cursor: Option<&str>) -> Result<Reencrypted, VaultError>;
+
+    /// Ends a rotation: checks that no value is left under an older key, then stores the
+    /// keyring without them (refused with an error otherwise).
+    fn retire_old_data_keys(&self) -> Result<(), VaultError>;
 }
