@@ -120,6 +120,11 @@ fn writes_answer_503_while_storage_fails_reads_go_on_and_writes_recover() {
         .send()
         .expect("livez");
     assert_eq!(r.status(), StatusCode::OK);
+    // Not ready while writes fail (a load balancer stops sending work), though reads work.
+    for path in ["/readyz", "/healthz"] {
+        let r = plain_client().get(server.url(path)).send().expect(path);
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE, "{path}");
+    }
 
     // The fault clears: writes succeed again without a restart (after at most one retry
     // interval of the reopen), and the flow that failed at its first write now completes.
@@ -148,6 +153,11 @@ fn writes_answer_503_while_storage_fails_reads_go_on_and_writes_recover() {
         let v: Value = r.json().expect("JSON");
         acked.push((v["id"].as_str().expect("id").to_string(), tok));
     }
+    let r = plain_client()
+        .get(server.url("/readyz"))
+        .send()
+        .expect("readyz");
+    assert_eq!(r.status(), StatusCode::OK, "ready again");
     let flow = run_flow_for(&server, link.clone(), true, "sandbox-user");
     assert_eq!(flow.callback_status, StatusCode::SEE_OTHER);
     assert_eq!(

@@ -66,6 +66,8 @@ pub(super) struct Core {
     db: reopen::Db,
     /// Replaced only by data-key rotation ([`rotation`]).
     keyring: RwLock<Keyring>,
+    /// Set when a commit failed, cleared by the next one that succeeds: readiness reports it.
+    writes_failing: std::sync::atomic::AtomicBool,
     events_written: Arc<tokio::sync::Notify>,
 }
 
@@ -133,6 +135,7 @@ impl RedbStore {
         let core = Core {
             db,
             keyring: RwLock::new(keyring),
+            writes_failing: Default::default(),
             events_written: Arc::default(),
         };
         // Tables added by newer versions are created, and derived indexes built, on open.
@@ -472,7 +475,16 @@ impl Store for RedbStore {
         let meta = txn.open_table(META).map_err(VaultError::storage)?;
         meta.get(META_KEYRING)
             .map_err(VaultError::storage)?
-            .map(|_| ())
-            .ok_or_else(|| VaultError::Corrupt("the keyring is missing".into()))
+            .ok_or_else(|| VaultError::Corrupt("the keyring is missing".into()))?;
+        // After a failed commit, an empty commit decides whether writes work again (it also
+        // lets the handle be reopened once the fault has cleared).
+        if self
+            .core
+            .writes_failing
+            .load(std::sync::atomic::Ordering::SeqCst)
+        {
+            self.writer.write(|_, _| Ok(()))?;
+        }
+        Ok(())
     }
 }

@@ -133,7 +133,8 @@ pub trait Store: Send + Sync {
     /// Deletes events older than `before`. Returns how many went.
     fn sweep_events(&self, before: i64) -> Result<usize, VaultError>;
 
-    /// Cheap liveness check of storage and keys.
+    /// Cheap check that storage and keys are usable: reads work, and writes are not known to
+    /// be failing (after a failed commit, a probe commit decides).
     fn check(&self) -> Result<(), VaultError>;
 
     /// How many connections there are per (plugin, status). The default pages through every

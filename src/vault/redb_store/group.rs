@@ -8,6 +8,7 @@
 //! every write in the batch.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -136,7 +137,10 @@ fn commit_batch(core: &Core, mut batch: Vec<Box<dyn Job>>) {
     while !batch.is_empty() {
         let txn = match begin_write(&core.db) {
             Ok(txn) => txn,
-            Err(e) => return fail_all(batch, &e),
+            Err(e) => {
+                core.writes_failing.store(true, Ordering::SeqCst);
+                return fail_all(batch, &e);
+            }
         };
         let failed = batch
             .iter_mut()
@@ -147,7 +151,10 @@ fn commit_batch(core: &Core, mut batch: Vec<Box<dyn Job>>) {
             batch.remove(i).finish(Err(error));
             continue;
         }
-        match txn.commit() {
+        let committed = txn.commit();
+        core.writes_failing
+            .store(committed.is_err(), Ordering::SeqCst);
+        match committed {
             Ok(()) => batch.into_iter().for_each(|job| job.finish(Ok(()))),
             Err(e) => fail_all(batch, &VaultError::storage(e)),
         }
