@@ -452,6 +452,24 @@ fn overview_detail_and_events_show_state_and_history() {
     assert!(overview.contains("Sandbox Test Provider"));
     assert!(overview.contains("<span class=\"badge ok\">present</span>"));
     assert!(overview.contains(&id), "recent events name the connection");
+    assert!(
+        overview.contains("Data key <strong>1</strong>"),
+        "{overview}"
+    );
+    // After a rotation the overview names the new key and the outcome.
+    let r = server.admin().post("/v1/vault/data-key/rotate");
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while server.admin().get_json("/v1/vault/data-key")["state"] == "running" {
+        assert!(std::time::Instant::now() < deadline, "rotation did not end");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let overview = dash.page("/admin");
+    assert!(
+        overview.contains("Data key <strong>2</strong>"),
+        "{overview}"
+    );
+    assert!(overview.contains(">rotated</span>"), "{overview}");
 
     let detail = dash.page(&format!("/admin/connections/{id}"));
     for needle in [

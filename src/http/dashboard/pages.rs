@@ -32,6 +32,7 @@ struct Overview<'a> {
     plugins: Vec<PluginRow<'a>>,
     linkable: Vec<&'a str>,
     events: Vec<EventRow>,
+    keys: crate::vault::key_rotation::RotationStatus,
 }
 
 /// `GET /admin`.
@@ -54,6 +55,7 @@ pub async fn overview(admin: Admin) -> HttpResponse {
                     .map(|p| p.id.as_str())
                     .collect(),
                 events: recent.data.into_iter().map(EventRow::from).collect(),
+                keys: admin.state.key_rotation.status(),
             },
         )
     }
