@@ -77,6 +77,10 @@ pub enum Command {
         #[arg(long)]
         from: PathBuf,
     },
+    /// Shrink the database file (the appliance must be stopped): redb reuses freed space but
+    /// never returns it to the file system by itself, so a file grown by a burst of writes or
+    /// deletions stays large until compacted.
+    Compact,
     /// Write a ready config (random admin key, sandbox enabled) and a fresh identity into DIR.
     Init {
         #[arg(long, default_value = ".")]
@@ -93,6 +97,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::RotateDataKey { url } => keys::rotate_data_key(&cli.config, url.as_deref()),
         Command::Backup { out, url } => backup::backup(&cli.config, &out, url.as_deref()),
         Command::Restore { from } => backup::restore(&cli.config, &from),
+        Command::Compact => backup::compact(&cli.config),
     }
 }
 

@@ -13,7 +13,7 @@ pub use audit::AuditStore;
 pub use crypto::{random_bytes, Keyring};
 pub use identity::{generate_identity_file, load_identity};
 pub use outbox::{Enqueued, WebhookStore};
-pub use redb_store::{verify_backup, Opened, RedbStore};
+pub use redb_store::{compact, verify_backup, Opened, RedbStore};
 pub use store::{ConnectionFilter, CredentialsUpdate, DataKeys, Reencrypted, Store};
 
 #[derive(Debug, thiserror::Error)]

@@ -133,3 +133,56 @@ fn the_backup_route_is_admin_only() {
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
+
+#[test]
+fn compact_shrinks_a_stopped_appliances_file_and_keeps_every_value() {
+    let server = Server::start();
+    let admin = server.admin();
+    let kept = connect(&server, "tenant-kept");
+    let token = admin.token(&kept);
+    let big = "x".repeat(4000);
+    let ids: Vec<String> = (0..300)
+        .map(|i| {
+            let r = admin.post_json(
+                "/v1/connections",
+                &serde_json::json!({"tenant_id": format!("bulk-{i}"), "plugin": "sandbox",
+                    "credentials": {"access_token": format!("{big}{i}")}}),
+            );
+            assert_eq!(r.status(), StatusCode::CREATED);
+            let v: serde_json::Value = r.json().expect("JSON");
+            v["id"].as_str().expect("id").to_string()
+        })
+        .collect();
+    for id in &ids {
+        let r = admin.delete(&format!("/v1/connections/{id}"));
+        assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    }
+    let busy = cli(server.dir(), &["compact"]);
+    assert!(!busy.status.success());
+    assert!(
+        busy.stderr.contains("stop it before compacting"),
+        "{}",
+        busy.stderr
+    );
+
+    let config = server.config.clone();
+    let dir = server.stop();
+    let db = dir.path().join("data/connect.redb");
+    let before = std::fs::metadata(&db).expect("db").len();
+    let exit = cli(dir.path(), &["compact"]);
+    assert!(exit.status.success(), "{}\n{}", exit.stdout, exit.stderr);
+    let after = std::fs::metadata(&db).expect("db").len();
+    assert!(after < before / 2, "{before} -> {after}");
+    assert!(
+        exit.stdout
+            .contains(&format!("{before} bytes before, {after} after")),
+        "{}",
+        exit.stdout
+    );
+
+    let server = Server::start_in(dir, config);
+    let admin = server.admin();
+    assert_eq!(admin.token(&kept), token);
+    let r = admin.get(&format!("/v1/connections/{}", ids[0]));
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+}

@@ -1,4 +1,4 @@
-//! `backup` and `restore`. A stopped appliance's database is copied directly; a running one is
+//! `backup`, `restore` and `compact`. A stopped appliance's database is copied directly; a running one is
 //! copied through its `GET /v1/backup` (redb lets one process hold the file). Backups stay
 //! sealed: they restore only with the same identity file.
 
@@ -89,6 +89,30 @@ async fn download(url: &str, key: &str, to: &Path) -> Result<(), String> {
         file.write_all(&chunk).map_err(|e| e.to_string())?;
     }
     file.sync_all().map_err(|e| e.to_string())
+}
+
+pub fn compact(config_path: &Path) -> ExitCode {
+    let config = match load(config_path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    match crate::vault::compact(&config.storage.path, &config.vault.identity_file) {
+        Ok((before, after)) => {
+            println!(
+                "compacted {}: {before} bytes before, {after} after",
+                config.storage.path.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(VaultError::InUse { .. }) => {
+            eprintln!("error: the appliance is running; stop it before compacting");
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
+    }
 }
 
 /// Puts a backup in place of the database (the appliance must be stopped). The backup is

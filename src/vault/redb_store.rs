@@ -27,7 +27,7 @@ mod rotation;
 mod tests;
 mod writes;
 
-pub use backup::verify as verify_backup;
+pub use backup::{compact, verify as verify_backup};
 use group::GroupCommit;
 use writes::Credentials;
 

@@ -65,3 +65,27 @@ pub fn verify(path: &Path) -> Result<(), VaultError> {
         None => Err(VaultError::Corrupt("the backup holds no keyring".into())),
     }
 }
+
+/// Shrinks the database file of a stopped appliance: redb reuses freed pages but never gives
+/// them back to the file system on its own. Checks first that `identity` opens it (so the file
+/// is this appliance's database), then compacts until nothing more is gained. Returns the file
+/// size before and after.
+pub fn compact(db_path: &Path, identity: &Path) -> Result<(u64, u64), VaultError> {
+    let size = || {
+        fs::metadata(db_path)
+            .map(|m| m.len())
+            .map_err(VaultError::storage)
+    };
+    if !db_path.exists() {
+        return Err(VaultError::Storage(format!(
+            "{}: no database to compact",
+            db_path.display()
+        )));
+    }
+    drop(RedbStore::open(db_path, identity)?);
+    let before = size()?;
+    let mut db = Database::open(db_path).map_err(VaultError::storage)?;
+    while db.compact().map_err(VaultError::storage)? {}
+    drop(db);
+    Ok((before, size()?))
+}
