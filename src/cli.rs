@@ -1,4 +1,4 @@
-//! Command line: `serve` (the default), `check` and `init`.
+//! Command line: `serve` (the default), `check`, `init`, key rotation, backups and `compact`.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -40,30 +40,39 @@ pub struct Cli {
 pub enum Command {
     /// Serve the admin API, connect pages and callbacks (the default).
     Serve,
-    /// Validate the config, identity and database without serving; non-zero exit on problems.
+    /// Validate the config, identity and database without serving.
+    ///
+    /// Lists the plugins with what is missing; exits non-zero on any problem.
     Check,
-    /// Re-wrap the vault's keys under another age identity (the server must be stopped). The
-    /// identity file is created (mode 0600) when it does not exist; afterwards only it opens the
-    /// database, so point `[vault] identity_file` at it.
+    /// Re-wrap the vault's keys under another age identity (appliance stopped).
+    ///
+    /// The identity file is created (mode 0600) when it does not exist. One atomic write, no
+    /// value re-encrypted; afterwards only the new identity opens the database, so point
+    /// `[vault] identity_file` at it.
     RotateKey {
+        /// The new identity file (created when absent).
         #[arg(long)]
         new_identity: PathBuf,
     },
-    /// Rotate the data key: new values use a fresh key at once, every stored value is
-    /// re-encrypted in short steps, then the old key is dropped. While the appliance runs this
-    /// goes through its admin API (`POST /v1/vault/data-key/rotate`; it keeps serving) and
-    /// waits for the end; with it stopped the work is done here. Interrupted, it resumes.
+    /// Replace the data key and re-encrypt every stored value (no downtime).
+    ///
+    /// New values use the fresh key at once, stored values are re-encrypted in short steps, then
+    /// the old key is dropped. While the appliance runs this goes through its admin API
+    /// (`POST /v1/vault/data-key/rotate`; it keeps serving) and follows it to the end; with it
+    /// stopped the work is done here. Interrupted, it resumes.
     RotateDataKey {
         /// Base URL of the running appliance (default: `server.public_url`, else the `listen`
         /// address).
         #[arg(long)]
         url: Option<String>,
     },
-    /// Write a consistent backup of the database to OUT (a new file). Works while the appliance
-    /// runs (through its `GET /v1/backup`, with an admin key from the config or
-    /// CONNECT_APPLIANCE_ADMIN_KEY) or is stopped. The backup stays encrypted: it restores only
-    /// with the same identity file.
+    /// Write a consistent backup of the database to a new file.
+    ///
+    /// Works while the appliance runs (through its `GET /v1/backup`, with an admin key from the
+    /// config or CONNECT_APPLIANCE_ADMIN_KEY) or is stopped. The backup stays encrypted: it
+    /// restores only with the same identity file.
     Backup {
+        /// The backup file to write (must not exist).
         #[arg(long)]
         out: PathBuf,
         /// Base URL of the running appliance (default: `server.public_url`, else the `listen`
@@ -71,18 +80,26 @@ pub enum Command {
         #[arg(long)]
         url: Option<String>,
     },
-    /// Put a backup in place of the database (the appliance must be stopped). The backup must
-    /// open with the configured identity; the previous database is kept beside it.
+    /// Put a backup in place of the database (appliance stopped).
+    ///
+    /// The backup must open with the configured identity; the previous database is kept beside
+    /// it.
     Restore {
+        /// The backup file to restore.
         #[arg(long)]
         from: PathBuf,
     },
-    /// Shrink the database file (the appliance must be stopped): redb reuses freed space but
-    /// never returns it to the file system by itself, so a file grown by a burst of writes or
-    /// deletions stays large until compacted.
+    /// Shrink the database file (appliance stopped).
+    ///
+    /// redb reuses freed space but never returns it to the file system by itself, so a file
+    /// grown by a burst of writes or deletions stays large until compacted.
     Compact,
-    /// Write a ready config (random admin key, sandbox enabled) and a fresh identity into DIR.
+    /// Write a ready config and a fresh identity into a directory.
+    ///
+    /// The config has a random admin key and the sandbox enabled; existing files are never
+    /// overwritten.
     Init {
+        /// Where to write `config.toml` and `data/vault-identity.txt`.
         #[arg(long, default_value = ".")]
         dir: PathBuf,
     },

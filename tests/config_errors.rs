@@ -464,3 +464,33 @@ fn init_writes_a_config_that_checks() {
     assert!(!again.status.success());
     assert_eq!(fs::read_to_string(&config).expect("config"), text);
 }
+
+#[test]
+fn help_lists_every_command_in_one_line_each_and_bad_usage_exits_2() {
+    let dir = TempDir::new().expect("temp dir");
+    let help = run_to_exit(dir.path(), &["--help"], &[]);
+    assert!(help.status.success(), "{}", help.stderr);
+    for command in [
+        "serve",
+        "check",
+        "rotate-key",
+        "rotate-data-key",
+        "backup",
+        "restore",
+        "compact",
+        "init",
+    ] {
+        let line = help
+            .stdout
+            .lines()
+            .find(|l| l.trim_start().starts_with(&format!("{command} ")))
+            .unwrap_or_else(|| panic!("{command} missing:\n{}", help.stdout));
+        assert!(line.len() < 100, "a long summary line: {line}");
+    }
+    let detail = run_to_exit(dir.path(), &["rotate-data-key", "--help"], &[]);
+    assert!(detail.stdout.contains("--url"), "{}", detail.stdout);
+    assert!(detail.stdout.contains("it resumes"), "{}", detail.stdout);
+    let wrong = run_to_exit(dir.path(), &["backup"], &[]);
+    assert_eq!(wrong.status.code(), Some(2), "{}", wrong.stderr);
+    assert!(wrong.stderr.contains("--out"), "{}", wrong.stderr);
+}
