@@ -133,7 +133,13 @@ impl KeyRotation {
         let spawned = std::thread::Builder::new()
             .name("data-key-rotation".into())
             .spawn(move || {
-                let outcome = me.run(&mut |_| {});
+                // A bug must not leave the state "running" for good.
+                let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    me.run(&mut |_| {})
+                }))
+                .unwrap_or_else(|_| {
+                    Err(VaultError::Storage("the rotation thread panicked".into()).into())
+                });
                 let mut p = me.progress();
                 p.running = false;
                 p.finished_at = Some(now());
