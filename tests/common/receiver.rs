@@ -146,7 +146,8 @@ pub fn free_port() -> u16 {
     listener.local_addr().expect("addr").port()
 }
 
-fn read_request(stream: &std::net::TcpStream) -> Option<Seen> {
+/// Reads one HTTP/1.1 request (request line, headers, a `content-length` body).
+pub fn read_request(stream: &std::net::TcpStream) -> Option<Seen> {
     let mut reader = BufReader::new(stream.try_clone().ok()?);
     let mut request_line = String::new();
     reader.read_line(&mut request_line).ok()?;

@@ -1,27 +1,12 @@
 //! A scripted HTTP server on loopback standing in for a provider's token endpoint or API:
 //! each request is recorded and answered from a script of replies.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::Write;
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// What the upstream saw of one request.
-#[derive(Clone, Debug)]
-pub struct Seen {
-    pub request_line: String,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-}
-
-impl Seen {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-}
+pub use super::receiver::Seen;
 
 /// A scripted answer: status, extra headers, body.
 type Reply = (u16, Vec<(String, String)>, String);
@@ -43,33 +28,10 @@ impl Upstream {
         std::thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(stream) = stream else { continue };
-                let mut reader = BufReader::new(stream.try_clone().expect("clone stream"));
-                let mut request_line = String::new();
-                if reader.read_line(&mut request_line).is_err() {
+                let Some(request) = super::receiver::read_request(&stream) else {
                     continue;
-                }
-                let mut headers = Vec::new();
-                loop {
-                    let mut line = String::new();
-                    if reader.read_line(&mut line).is_err() || line.trim().is_empty() {
-                        break;
-                    }
-                    if let Some((k, v)) = line.trim_end().split_once(':') {
-                        headers.push((k.trim().to_string(), v.trim().to_string()));
-                    }
-                }
-                let len = headers
-                    .iter()
-                    .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
-                    .and_then(|(_, v)| v.parse::<usize>().ok())
-                    .unwrap_or(0);
-                let mut body = vec![0; len];
-                let _ = reader.read_exact(&mut body);
-                seen2.lock().expect("lock").push(Seen {
-                    request_line: request_line.trim_end().to_string(),
-                    headers,
-                    body,
-                });
+                };
+                seen2.lock().expect("lock").push(request);
                 let (status, extra, text) = {
                     let mut s = script2.lock().expect("lock");
                     if s.is_empty() {
