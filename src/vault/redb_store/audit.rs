@@ -55,30 +55,6 @@ impl AuditStore for RedbStore {
     }
 
     fn sweep_audit(&self, before: Timestamp) -> Result<usize, VaultError> {
-        let txn = begin_write(&self.core.db)?;
-        let mut doomed = Vec::new();
-        {
-            let mut table = txn.open_table(AUDIT).map_err(VaultError::storage)?;
-            let newest = table
-                .last()
-                .map_err(VaultError::storage)?
-                .map(|(k, _)| k.value());
-            // Ids grow with time; the newest stays so ids never restart.
-            for entry in table.iter().map_err(VaultError::storage)? {
-                let (k, v) = entry.map_err(VaultError::storage)?;
-                let record: AuditRecord =
-                    self.core
-                        .open_value(AUDIT.name(), &k.value().to_string(), v.value())?;
-                if record.at >= before || Some(k.value()) == newest {
-                    break;
-                }
-                doomed.push(k.value());
-            }
-            for id in &doomed {
-                table.remove(*id).map_err(VaultError::storage)?;
-            }
-        }
-        txn.commit().map_err(VaultError::storage)?;
-        Ok(doomed.len())
+        self.core.sweep_log(AUDIT, before, |r: &AuditRecord| r.at)
     }
 }

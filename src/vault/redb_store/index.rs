@@ -245,21 +245,30 @@ impl Core {
 
     /// Deletes events older than `before`, keeping the newest so ids never restart.
     pub(super) fn sweep_events(&self, before: i64) -> Result<usize, VaultError> {
+        self.sweep_log(EVENTS, before, |e: &Event| e.at)
+    }
+
+    /// Deletes the records of a sealed log (sequence number → record) older than `before`.
+    /// Ids grow with time, so it stops at the first record young enough to keep; the newest
+    /// always stays, because webhook cursors and delivery ids rely on ids never restarting.
+    pub(super) fn sweep_log<T: serde::de::DeserializeOwned>(
+        &self,
+        def: TableDefinition<u64, &[u8]>,
+        before: i64,
+        at: fn(&T) -> i64,
+    ) -> Result<usize, VaultError> {
         let txn = begin_write(&self.db)?;
         let mut doomed = Vec::new();
         {
-            let mut table = txn.open_table(EVENTS).map_err(VaultError::storage)?;
-            // Webhook cursors and delivery ids rely on ids never restarting.
+            let mut table = txn.open_table(def).map_err(VaultError::storage)?;
             let newest = table
                 .last()
                 .map_err(VaultError::storage)?
                 .map(|(k, _)| k.value());
-            // Ids grow with time: stop at the first event young enough to keep.
             for entry in table.iter().map_err(VaultError::storage)? {
                 let (k, v) = entry.map_err(VaultError::storage)?;
-                let event: Event =
-                    self.open_value(EVENTS.name(), &k.value().to_string(), v.value())?;
-                if event.at >= before || Some(k.value()) == newest {
+                let record: T = self.open_value(def.name(), &k.value().to_string(), v.value())?;
+                if at(&record) >= before || Some(k.value()) == newest {
                     break;
                 }
                 doomed.push(k.value());
@@ -269,7 +278,7 @@ impl Core {
             }
         }
         if doomed.is_empty() {
-            txn.abort().map_err(VaultError::storage)?;
+            txn.abort().map_err(VaultError::storage)?; // nothing to write, no fsync
             return Ok(0);
         }
         txn.commit().map_err(VaultError::storage)?;

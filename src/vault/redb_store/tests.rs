@@ -389,3 +389,35 @@ fn an_older_database_gets_its_indexes_built_once_on_open() {
     assert_eq!(store.sweep_expired(now(), now() - 86_400).unwrap(), 1);
     assert!(store.link("old-link").unwrap().is_none());
 }
+
+#[test]
+fn the_audit_sweep_removes_old_records_but_keeps_the_newest() {
+    use crate::audit::AuditRecord;
+    use crate::vault::AuditStore;
+    let (_dir, store) = open();
+    let record = |at| AuditRecord {
+        id: 0,
+        at,
+        actor: "key:abc".into(),
+        action: "GET /v1/connections".into(),
+        status: 200,
+        connection_id: None,
+        tenant_id: Some("t".into()),
+        plugin: None,
+    };
+    assert_eq!(store.sweep_audit(now()).unwrap(), 0, "an empty log");
+    store
+        .append_audit(&[record(100), record(200), record(now())])
+        .unwrap();
+    assert_eq!(store.sweep_audit(150).unwrap(), 1);
+    assert_eq!(
+        store.sweep_audit(now() + 10).unwrap(),
+        1,
+        "the newest stays"
+    );
+    let left = store.audit(0, 10).unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].id, 3);
+    store.append_audit(&[record(now())]).unwrap();
+    assert_eq!(store.audit(3, 10).unwrap()[0].id, 4, "ids never restart");
+}
