@@ -136,7 +136,7 @@ fn commit_batch(core: &Core, mut batch: Vec<Box<dyn Job>>) {
     while !batch.is_empty() {
         let txn = match begin_write(&core.db) {
             Ok(txn) => txn,
-            Err(e) => return fail_all(batch, &e),
+            Err(e) => return fail_all(core, batch, &e),
         };
         let failed = batch
             .iter_mut()
@@ -147,15 +147,19 @@ fn commit_batch(core: &Core, mut batch: Vec<Box<dyn Job>>) {
             batch.remove(i).finish(Err(error));
             continue;
         }
-        match txn.commit() {
+        let committed = txn.commit();
+        // Before any caller hears of the commit, so none can then read a cached old value.
+        core.cache.invalidate_touched();
+        match committed {
             Ok(()) => batch.into_iter().for_each(|job| job.finish(Ok(()))),
-            Err(e) => fail_all(batch, &VaultError::storage(e)),
+            Err(e) => fail_all(core, batch, &VaultError::storage(e)),
         }
         return;
     }
 }
 
-fn fail_all(batch: Vec<Box<dyn Job>>, error: &VaultError) {
+fn fail_all(core: &Core, batch: Vec<Box<dyn Job>>, error: &VaultError) {
+    core.cache.invalidate_touched(); // a failed commit may still have reached the disk
     let message = match error {
         VaultError::Storage(m) => m.clone(),
         other => other.to_string(),
