@@ -50,8 +50,9 @@ const META_DB_ID: &str = "db_id";
 const META_KEYRING: &str = "keyring";
 
 /// redb's page cache. Its default (1 GiB) would let the process grow with the database; the
-/// operating system's file cache serves what does not fit.
-const CACHE_BYTES: usize = 32 * 1024 * 1024;
+/// operating system's file cache serves what does not fit. Hot connections are served from the
+/// connection cache (`cache.rs`), so 16 MiB here (down from 32) keeps both within the budget.
+const CACHE_BYTES: usize = 16 * 1024 * 1024;
 
 pub struct RedbStore {
     core: Arc<Core>,
