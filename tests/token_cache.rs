@@ -104,44 +104,46 @@ fn a_reconnect_through_a_new_link_is_seen_at_once() {
     assert_eq!(server.sandbox_me(&after).status(), StatusCode::OK);
 }
 
-#[test]
-fn a_fetch_after_a_revocation_is_refused() {
+/// Connects, fills the cache, then runs `end` (revoke or delete, answered with `ended`) among
+/// busy readers: every fetch after it is refused with `status` and `code`.
+fn refused_after(
+    end: fn(&Admin, &str) -> reqwest::blocking::Response,
+    ended: StatusCode,
+    status: StatusCode,
+    code: &str,
+) {
     let server = Server::start();
     let admin = server.admin();
-    let id = connect(&server, "t-cache-revoke");
+    let id = connect(&server, "t-cache-end");
     admin.token(&id);
     with_busy_readers(&server, &id, || {
-        assert_eq!(
-            admin.post(&format!("/v1/connections/{id}/revoke")).status(),
-            StatusCode::OK
-        );
+        assert_eq!(end(&admin, &id).status(), ended);
         for _ in 0..5 {
             assert_json_error(
                 admin.get(&format!("/v1/connections/{id}/token")),
-                StatusCode::CONFLICT,
-                "not_connected",
+                status,
+                code,
             );
         }
     });
 }
 
 #[test]
+fn a_fetch_after_a_revocation_is_refused() {
+    refused_after(
+        |admin, id| admin.post(&format!("/v1/connections/{id}/revoke")),
+        StatusCode::OK,
+        StatusCode::CONFLICT,
+        "not_connected",
+    );
+}
+
+#[test]
 fn a_fetch_after_a_deletion_is_not_found() {
-    let server = Server::start();
-    let admin = server.admin();
-    let id = connect(&server, "t-cache-delete");
-    admin.token(&id);
-    with_busy_readers(&server, &id, || {
-        assert_eq!(
-            admin.delete(&format!("/v1/connections/{id}")).status(),
-            StatusCode::NO_CONTENT
-        );
-        for _ in 0..5 {
-            assert_json_error(
-                admin.get(&format!("/v1/connections/{id}/token")),
-                StatusCode::NOT_FOUND,
-                "not_found",
-            );
-        }
-    });
+    refused_after(
+        |admin, id| admin.delete(&format!("/v1/connections/{id}")),
+        StatusCode::NO_CONTENT,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
 }
