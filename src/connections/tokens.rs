@@ -159,14 +159,18 @@ impl Connections {
             .await
     }
 
-    /// The connection and its credentials, read in one trip to the blocking pool (the hot path
-    /// of every token fetch and proxied call).
+    /// The connection and its credentials (the hot path of every token fetch and proxied
+    /// call): from the store's cache when it has them, else in one trip to the blocking pool.
     async fn connected(&self, id: &str) -> Result<(Connection, TokenSet), ConnectError> {
-        let key = id.to_string();
-        let (connection, tokens) = self
-            .blocking(move |s| s.connection_with_credentials(&key))
-            .await?
-            .ok_or(ConnectError::NotFound)?;
+        let found = match self.store.cached_connection(id) {
+            Some(hit) => Some(hit),
+            None => {
+                let key = id.to_string();
+                self.blocking(move |s| s.connection_with_credentials(&key))
+                    .await?
+            }
+        };
+        let (connection, tokens) = found.ok_or(ConnectError::NotFound)?;
         if connection.status != Status::Connected {
             return Err(ConnectError::NotConnected(connection.status));
         }

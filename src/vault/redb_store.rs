@@ -18,6 +18,7 @@ use crate::connections::model::{new_id, Connection, Flow, Link, Status, TokenSet
 
 mod audit;
 mod backup;
+mod cache;
 mod group;
 mod index;
 mod outbox;
@@ -49,8 +50,9 @@ const META_DB_ID: &str = "db_id";
 const META_KEYRING: &str = "keyring";
 
 /// redb's page cache. Its default (1 GiB) would let the process grow with the database; the
-/// operating system's file cache serves what does not fit.
-const CACHE_BYTES: usize = 32 * 1024 * 1024;
+/// operating system's file cache serves what does not fit. Hot connections are served from the
+/// connection cache (`cache.rs`), so 16 MiB here (down from 32) keeps both within the budget.
+const CACHE_BYTES: usize = 16 * 1024 * 1024;
 
 pub struct RedbStore {
     core: Arc<Core>,
@@ -69,6 +71,7 @@ pub(super) struct Core {
     /// Set when a commit failed, cleared by the next one that succeeds: readiness reports it.
     writes_failing: std::sync::atomic::AtomicBool,
     events_written: Arc<tokio::sync::Notify>,
+    cache: cache::ConnectionCache,
 }
 
 /// How the store was opened, for the start-up log.
@@ -137,6 +140,7 @@ impl RedbStore {
             keyring: RwLock::new(keyring),
             writes_failing: Default::default(),
             events_written: Arc::default(),
+            cache: cache::ConnectionCache::new(cache::DEFAULT_CAPACITY),
         };
         // Tables added by newer versions are created, and derived indexes built, on open.
         index::prepare(&core)?;
@@ -157,12 +161,14 @@ impl RedbStore {
     /// one transaction, exactly as [`Store::put_connection`] would one by one: bulk loading for
     /// benchmarks and migrations.
     pub fn import_connections(&self, items: &[(Connection, TokenSet)]) -> Result<(), VaultError> {
-        let txn = begin_write(&self.core.db)?;
-        for (connection, tokens) in items {
-            self.core
-                .write_connection(&txn, connection, &Credentials::Replace(tokens.clone()))?;
-        }
-        txn.commit().map_err(VaultError::storage)
+        // Through the writer thread like every connection write, for the cache's invalidation.
+        let items = Arc::new(items.to_vec());
+        self.writer.write(move |core, txn| {
+            for (connection, tokens) in items.iter() {
+                core.write_connection(txn, connection, &Credentials::Replace(tokens.clone()))?;
+            }
+            Ok(())
+        })
     }
 }
 
@@ -330,25 +336,33 @@ impl Store for RedbStore {
         self.core.get(CREDENTIALS, id)
     }
 
+    fn cached_connection(&self, id: &str) -> Option<(Connection, Option<TokenSet>)> {
+        self.core.cache.get(id)
+    }
+
+    /// Fills the cache: see `cache.rs` for why the epoch is read before the transaction opens.
     fn connection_with_credentials(
         &self,
         id: &str,
     ) -> Result<Option<(Connection, Option<TokenSet>)>, VaultError> {
         let core = &self.core;
+        let epoch = core.cache.epoch();
         let txn = core.db.begin_read().map_err(VaultError::storage)?;
         let connections = txn.open_table(CONNECTIONS).map_err(VaultError::storage)?;
         let Some(sealed) = connections.get(id).map_err(VaultError::storage)? else {
             return Ok(None);
         };
         let c: Connection = core.open_value(CONNECTIONS.name(), id, sealed.value())?;
-        if c.status != Status::Connected {
-            return Ok(Some((c, None)));
-        }
-        let credentials = txn.open_table(CREDENTIALS).map_err(VaultError::storage)?;
-        let tokens = match credentials.get(id).map_err(VaultError::storage)? {
-            Some(sealed) => Some(core.open_value(CREDENTIALS.name(), id, sealed.value())?),
-            None => None,
+        let tokens = if c.status == Status::Connected {
+            let credentials = txn.open_table(CREDENTIALS).map_err(VaultError::storage)?;
+            match credentials.get(id).map_err(VaultError::storage)? {
+                Some(sealed) => Some(core.open_value(CREDENTIALS.name(), id, sealed.value())?),
+                None => None,
+            }
+        } else {
+            None
         };
+        core.cache.fill(epoch, &c, tokens.as_ref());
         Ok(Some((c, tokens)))
     }
 

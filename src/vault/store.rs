@@ -81,6 +81,12 @@ pub trait Store: Send + Sync {
         limit: usize,
     ) -> Result<Vec<Connection>, VaultError>;
     fn credentials(&self, id: &str) -> Result<Option<TokenSet>, VaultError>;
+    /// What [`Store::connection_with_credentials`] would return, from an in-memory cache:
+    /// never blocks, so it may run on the async workers. `None` means "not cached", and a
+    /// backend without a cache keeps this default.
+    fn cached_connection(&self, _id: &str) -> Option<(Connection, Option<TokenSet>)> {
+        None
+    }
     /// The connection and, when it is connected, its credentials, read together: the hot path
     /// of every token fetch and proxied call.
     fn connection_with_credentials(

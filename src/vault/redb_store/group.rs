@@ -139,7 +139,7 @@ fn commit_batch(core: &Core, mut batch: Vec<Box<dyn Job>>) {
             Ok(txn) => txn,
             Err(e) => {
                 core.writes_failing.store(true, Ordering::SeqCst);
-                return fail_all(batch, &e);
+                return fail_all(core, batch, &e);
             }
         };
         let failed = batch
@@ -154,15 +154,18 @@ fn commit_batch(core: &Core, mut batch: Vec<Box<dyn Job>>) {
         let committed = txn.commit();
         core.writes_failing
             .store(committed.is_err(), Ordering::SeqCst);
+        // Before any caller hears of the commit, so none can then read a cached old value.
+        core.cache.invalidate_touched();
         match committed {
             Ok(()) => batch.into_iter().for_each(|job| job.finish(Ok(()))),
-            Err(e) => fail_all(batch, &VaultError::storage(e)),
+            Err(e) => fail_all(core, batch, &VaultError::storage(e)),
         }
         return;
     }
 }
 
-fn fail_all(batch: Vec<Box<dyn Job>>, error: &VaultError) {
+fn fail_all(core: &Core, batch: Vec<Box<dyn Job>>, error: &VaultError) {
+    core.cache.invalidate_touched(); // a failed commit may still have reached the disk
     let message = match error {
         VaultError::Storage(m) => m.clone(),
         other => other.to_string(),

@@ -1,6 +1,8 @@
 //! The bodies of the store's writes, each applied inside a transaction it does not own (a group
 //! transaction of the writer thread, or a bulk import). Each reads what it depends on before it
 //! writes, and may be applied again in a fresh transaction, so it never consumes its input.
+//! Only the writer thread runs them: every change to a connection or its credentials is
+//! recorded for the read cache (`cache.rs`), which the writer invalidates after each commit.
 
 use redb::{ReadableTable, TableHandle, WriteTransaction};
 
@@ -100,6 +102,7 @@ impl Core {
         connection: &Connection,
         credentials: &Credentials,
     ) -> Result<(), VaultError> {
+        self.cache.touch(&connection.id);
         let previous: Option<Connection> = self.get_in(txn, CONNECTIONS, &connection.id)?;
         let old_due = previous.as_ref().and_then(due_key);
         let new_due = due_key(connection);
@@ -154,6 +157,7 @@ impl Core {
         txn: &WriteTransaction,
         id: &str,
     ) -> Result<bool, VaultError> {
+        self.cache.touch(id);
         let Some(connection) = self.get_in::<Connection>(txn, CONNECTIONS, id)? else {
             return Ok(false);
         };
