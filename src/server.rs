@@ -49,7 +49,8 @@ pub fn run(config_path: &Path) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    init_tracing(config.server.log_format);
+    // Held until the end: dropping it writes out the log lines still queued.
+    let _log_writer = init_tracing(config.server.log_format);
     match actix_web::rt::System::new().block_on(serve(config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -59,19 +60,26 @@ pub fn run(config_path: &Path) -> ExitCode {
     }
 }
 
-fn init_tracing(format: LogFormat) {
+/// Log lines go to stderr from a writer thread, in batches: a request never waits for a write
+/// system call of its access-log line. Nothing is dropped (a full queue makes loggers wait).
+fn init_tracing(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
     use tracing_subscriber::EnvFilter;
     let filter =
         EnvFilter::try_from_env("CONNECT_APPLIANCE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .thread_name("log-writer")
+        .finish(std::io::BufWriter::new(std::io::stderr()));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(writer);
     let _ = match format {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Text => builder
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .try_init(),
     };
+    guard
 }
 
 pub async fn serve(config: Config) -> Result<(), StartError> {
@@ -162,6 +170,7 @@ pub async fn serve(config: Config) -> Result<(), StartError> {
         branding: Arc::new(crate::http::branding::Branding::new(&config.branding)),
         dashboard: Arc::default(),
         key_rotation: Arc::clone(&key_rotation),
+        request_ids: Arc::default(),
     };
     key_rotation.resume_if_unfinished();
     let sweeper = Arc::clone(&state.connections);

@@ -31,6 +31,8 @@ pub struct AppState {
     pub cors: Arc<Cors>,
     /// `[branding]`, shown by every page layout.
     pub branding: Arc<Branding>,
+    /// Generates `x-request-id`s.
+    pub request_ids: Arc<RequestIds>,
     /// Data-key rotation in the background.
     pub key_rotation: Arc<crate::vault::key_rotation::KeyRotation>,
     /// Signed-in dashboard sessions (in memory).
@@ -46,5 +48,28 @@ impl AppState {
             .iter()
             .fold(subtle::Choice::from(0), |acc, k| acc | k.ct_eq(&hash))
             .into()
+    }
+}
+
+/// Request ids unique to this process run: a random prefix drawn once and a counter, so the
+/// hot path makes no system call (ids need to be distinct, not unpredictable).
+pub struct RequestIds {
+    prefix: String,
+    next: std::sync::atomic::AtomicU64,
+}
+
+impl Default for RequestIds {
+    fn default() -> Self {
+        RequestIds {
+            prefix: hex::encode(crate::vault::random_bytes::<4>()),
+            next: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+}
+
+impl RequestIds {
+    pub fn next(&self) -> String {
+        let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        format!("{}{n:08x}", self.prefix)
     }
 }

@@ -131,7 +131,10 @@ pub async fn log_request(
                     .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
         })
         .map_or_else(
-            || hex::encode(crate::vault::random_bytes::<8>()),
+            || match req.app_data::<web::Data<AppState>>() {
+                Some(state) => state.request_ids.next(),
+                None => hex::encode(crate::vault::random_bytes::<8>()),
+            },
             String::from,
         );
     let mut res = next.call(req).await?;
@@ -139,9 +142,14 @@ pub async fn log_request(
         res.headers_mut()
             .insert(HeaderName::from_static("x-request-id"), value);
     }
-    let route = res
+    // Matching a route pattern runs regexes: reuse the audit middleware's result when it has one.
+    let known = res
         .request()
-        .match_pattern()
+        .extensions()
+        .get::<RoutePattern>()
+        .map(|r| r.0.clone());
+    let route = known
+        .or_else(|| res.request().match_pattern())
         .unwrap_or_else(|| "<unmatched>".into());
     crate::metrics::metrics().http(
         method.as_str(),
@@ -154,3 +162,8 @@ pub async fn log_request(
     }
     Ok(res)
 }
+
+/// The matched route pattern, left in the request's extensions by the first middleware that
+/// needed it.
+#[derive(Clone)]
+pub struct RoutePattern(pub String);

@@ -245,20 +245,20 @@ impl Core {
 
     /// Deletes events older than `before`, keeping the newest so ids never restart.
     pub(super) fn sweep_events(&self, before: i64) -> Result<usize, VaultError> {
-        self.sweep_log(EVENTS, before, |e: &Event| e.at)
+        self.sweep_log::<Event>(EVENTS, before)
     }
 
     /// Deletes the records of a sealed log (sequence number → record) older than `before`.
     /// Ids grow with time, so it stops at the first record young enough to keep; the newest
     /// always stays, because webhook cursors and delivery ids rely on ids never restarting.
-    pub(super) fn sweep_log<T: serde::de::DeserializeOwned>(
+    pub(super) fn sweep_log<T: LogRow>(
         &self,
         def: TableDefinition<u64, &[u8]>,
         before: i64,
-        at: fn(&T) -> i64,
     ) -> Result<usize, VaultError> {
         let txn = begin_write(&self.db)?;
         let mut doomed = Vec::new();
+        let mut removed = 0;
         {
             let mut table = txn.open_table(def).map_err(VaultError::storage)?;
             let newest = table
@@ -267,11 +267,12 @@ impl Core {
                 .map(|(k, _)| k.value());
             for entry in table.iter().map_err(VaultError::storage)? {
                 let (k, v) = entry.map_err(VaultError::storage)?;
-                let record: T = self.open_value(def.name(), &k.value().to_string(), v.value())?;
-                if at(&record) >= before || Some(k.value()) == newest {
+                let row: T = self.open_value(def.name(), &k.value().to_string(), v.value())?;
+                if row.newest_at() >= before || Some(k.value()) == newest {
                     break;
                 }
                 doomed.push(k.value());
+                removed += row.records();
             }
             for id in &doomed {
                 table.remove(*id).map_err(VaultError::storage)?;
@@ -282,7 +283,21 @@ impl Core {
             return Ok(0);
         }
         txn.commit().map_err(VaultError::storage)?;
-        Ok(doomed.len())
+        Ok(removed)
+    }
+}
+
+/// A row of a sealed log: when its newest record was written, and how many records it holds.
+pub(super) trait LogRow: serde::de::DeserializeOwned {
+    fn newest_at(&self) -> i64;
+    fn records(&self) -> usize {
+        1
+    }
+}
+
+impl LogRow for Event {
+    fn newest_at(&self) -> i64 {
+        self.at
     }
 }
 

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use redb::ReadableTableMetadata;
 
+use super::audit::AUDIT;
 use super::index::{CONNECTION_INDEX, EXPIRY};
 use super::*;
 use crate::connections::model::{new_id, now, Status};
@@ -390,12 +391,8 @@ fn an_older_database_gets_its_indexes_built_once_on_open() {
     assert!(store.link("old-link").unwrap().is_none());
 }
 
-#[test]
-fn the_audit_sweep_removes_old_records_but_keeps_the_newest() {
-    use crate::audit::AuditRecord;
-    use crate::vault::AuditStore;
-    let (_dir, store) = open();
-    let record = |at| AuditRecord {
+fn audit_record(at: i64) -> crate::audit::AuditRecord {
+    crate::audit::AuditRecord {
         id: 0,
         at,
         actor: "key:abc".into(),
@@ -404,11 +401,17 @@ fn the_audit_sweep_removes_old_records_but_keeps_the_newest() {
         connection_id: None,
         tenant_id: Some("t".into()),
         plugin: None,
-    };
+    }
+}
+
+#[test]
+fn the_audit_sweep_removes_old_records_but_keeps_the_newest() {
+    use crate::vault::AuditStore;
+    let (_dir, store) = open();
     assert_eq!(store.sweep_audit(now()).unwrap(), 0, "an empty log");
-    store
-        .append_audit(&[record(100), record(200), record(now())])
-        .unwrap();
+    for at in [100, 200, now()] {
+        store.append_audit(&[audit_record(at)]).unwrap();
+    }
     assert_eq!(store.sweep_audit(150).unwrap(), 1);
     assert_eq!(
         store.sweep_audit(now() + 10).unwrap(),
@@ -418,6 +421,47 @@ fn the_audit_sweep_removes_old_records_but_keeps_the_newest() {
     let left = store.audit(0, 10).unwrap();
     assert_eq!(left.len(), 1);
     assert_eq!(left[0].id, 3);
-    store.append_audit(&[record(now())]).unwrap();
+    store.append_audit(&[audit_record(now())]).unwrap();
     assert_eq!(store.audit(3, 10).unwrap()[0].id, 4, "ids never restart");
+}
+
+/// A batch is stored in rows of bounded size; pages cross row boundaries, and a row written
+/// one record at a time (before batching) reads the same way.
+#[test]
+fn audit_batches_page_across_rows_and_old_single_rows_still_read() {
+    use crate::vault::AuditStore;
+    let (_dir, store) = open();
+    // A row as versions before batching wrote it: one sealed record under its own id.
+    let mut old = audit_record(50);
+    old.id = 1;
+    let txn = begin_write(&store.core.db).unwrap();
+    let sealed = store.core.seal(AUDIT.name(), "1", &old).unwrap();
+    txn.open_table(AUDIT)
+        .unwrap()
+        .insert(1, sealed.as_slice())
+        .unwrap();
+    txn.commit().unwrap();
+
+    let batch: Vec<_> = (0..600).map(|i| audit_record(1000 + i)).collect();
+    store.append_audit(&batch).unwrap();
+    let ids = |after, limit| -> Vec<u64> {
+        store
+            .audit(after, limit)
+            .unwrap()
+            .iter()
+            .map(|r| r.id)
+            .collect()
+    };
+    assert_eq!(ids(0, 3), vec![1, 2, 3]);
+    assert_eq!(
+        ids(255, 4),
+        vec![256, 257, 258, 259],
+        "across a row boundary"
+    );
+    assert_eq!(ids(598, 10), vec![599, 600, 601]);
+    assert!(ids(601, 10).is_empty());
+    assert_eq!(store.audit(1, 1).unwrap()[0].at, 1000);
+    // Rows go whole: the old row and the first full batch row are older than 1300.
+    assert_eq!(store.sweep_audit(1300).unwrap(), 1 + 256);
+    assert_eq!(ids(0, 1), vec![258]);
 }
