@@ -323,10 +323,12 @@ pub struct TokenResponse {
         (status = 409, description = "not_connected or connection_expired", body = ErrorBody),
         (status = 503, description = "refresh_failed (transient; see Retry-After)", body = ErrorBody)))]
 pub async fn get_token(
+    req: actix_web::HttpRequest,
     state: web::Data<AppState>,
     id: web::Path<String>,
     query: web::Query<TokenQuery>,
 ) -> Result<HttpResponse, AppError> {
+    crate::http::auth::RoutePattern::tag(&req, "/v1/connections/{id}/token");
     token_response(&state, &id, query.force_refresh).await
 }
 

@@ -34,12 +34,7 @@ pub async fn record(
     };
     let method = req.method().to_string();
     let res = next.call(req).await?;
-    let route = res.request().match_pattern();
-    if let Some(r) = &route {
-        let pattern = super::auth::RoutePattern(r.clone());
-        res.request().extensions_mut().insert(pattern);
-    }
-    let route = route.unwrap_or_default();
+    let route = super::auth::route_pattern(res.request()).unwrap_or_default();
     let info = res.request().match_info();
     let target = res
         .response()

@@ -1,5 +1,6 @@
 //! Request-level middleware: admin-key authentication for `/v1` and the access log.
 
+use std::borrow::Cow;
 use std::time::Instant;
 
 use actix_web::body::{EitherBody, MessageBody};
@@ -142,15 +143,7 @@ pub async fn log_request(
         res.headers_mut()
             .insert(HeaderName::from_static("x-request-id"), value);
     }
-    // Matching a route pattern runs regexes: reuse the audit middleware's result when it has one.
-    let known = res
-        .request()
-        .extensions()
-        .get::<RoutePattern>()
-        .map(|r| r.0.clone());
-    let route = known
-        .or_else(|| res.request().match_pattern())
-        .unwrap_or_else(|| "<unmatched>".into());
+    let route = route_pattern(res.request()).unwrap_or(Cow::Borrowed("<unmatched>"));
     crate::metrics::metrics().http(
         method.as_str(),
         &route,
@@ -163,7 +156,26 @@ pub async fn log_request(
     Ok(res)
 }
 
-/// The matched route pattern, left in the request's extensions by the first middleware that
-/// needed it.
+/// The matched route pattern, kept in the request's extensions once known.
 #[derive(Clone)]
-pub struct RoutePattern(pub String);
+pub struct RoutePattern(pub Cow<'static, str>);
+
+impl RoutePattern {
+    /// Lets a hot route's handler name its own pattern, sparing the log and audit middleware
+    /// the router's regex walk of [`route_pattern`].
+    pub fn tag(req: &HttpRequest, pattern: &'static str) {
+        req.extensions_mut()
+            .insert(RoutePattern(Cow::Borrowed(pattern)));
+    }
+}
+
+/// The request's route pattern (`/v1/connections/{id}/token`). Matching runs the router's
+/// regexes again, so the answer is kept for the next middleware that asks.
+pub fn route_pattern(req: &HttpRequest) -> Option<Cow<'static, str>> {
+    if let Some(known) = req.extensions().get::<RoutePattern>() {
+        return Some(known.0.clone());
+    }
+    let pattern: Cow<'static, str> = Cow::Owned(req.match_pattern()?);
+    req.extensions_mut().insert(RoutePattern(pattern.clone()));
+    Some(pattern)
+}

@@ -55,6 +55,7 @@ pub async fn forward(
     id: web::Path<(String, String)>,
     payload: web::Payload,
 ) -> Result<HttpResponse, AppError> {
+    crate::http::auth::RoutePattern::tag(&req, "/v1/connections/{id}/proxy/{path:.*}");
     let (id, _) = id.into_inner();
     forward_to(req, state, &id, payload).await
 }
