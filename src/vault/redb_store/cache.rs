@@ -197,22 +197,13 @@ impl Inner {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::connections::model::{now, Status};
+    use crate::connections::model::Status;
 
     fn connection(id: &str, token: &str) -> (Connection, TokenSet) {
         let mut c = Connection::new_pending("t", "p", vec![]);
         c.id = id.to_string();
         c.status = Status::Connected;
-        let t = TokenSet {
-            access_token: token.to_string(),
-            token_type: "Bearer".into(),
-            refresh_token: None,
-            expires_at: None,
-            scopes: vec![],
-            id_token: None,
-            extra: serde_json::Map::new(),
-            obtained_at: now(),
-        };
+        let t = TokenSet::bearer(token, None, None);
         (c, t)
     }
 
